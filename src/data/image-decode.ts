@@ -1,0 +1,148 @@
+import sharp from 'sharp';
+import type { ImagePreprocessing } from '../backbones/image-preprocessing.js';
+import { dataError, messageOf } from '../util/errors.js';
+import { Rng } from '../util/rng.js';
+
+/** Random, mild augmentations for few-shot transfer: strong crops would cut the object out. */
+export interface ImageAugmentation {
+  /** Area fraction range of the random resized crop. */
+  cropScale: [number, number];
+  /** Aspect-ratio range of the crop. */
+  cropRatio: [number, number];
+  horizontalFlip: boolean;
+  /** Brightness, contrast and saturation jitter, each a factor in [1 - j, 1 + j]. */
+  colorJitter: number;
+}
+
+export const DEFAULT_IMAGE_AUGMENTATION: ImageAugmentation = {
+  cropScale: [0.6, 1],
+  cropRatio: [3 / 4, 4 / 3],
+  horizontalFlip: true,
+  colorJitter: 0.1,
+};
+
+const KERNELS = { nearest: 'nearest', bilinear: 'linear', bicubic: 'cubic' } as const;
+
+/** Guards against decompression bombs: a 50-megapixel photo is fine, a 20000×20000 header is not. */
+const MAX_INPUT_PIXELS = 100_000_000;
+
+/**
+ * Decodes image bytes and prepares the tensor a backbone expects: EXIF orientation applied,
+ * alpha flattened onto white, greyscale and CMYK converted to sRGB, resized and cropped as the
+ * preprocessing says, then scaled and normalised into the backbone's layout. With `augmentSeed`, a
+ * random resized crop, flip and colour jitter drawn from that seed are applied first.
+ */
+export async function prepareImage(
+  bytes: Uint8Array,
+  pre: ImagePreprocessing,
+  source: string | undefined,
+  augment?: { seed: number; settings: ImageAugmentation },
+): Promise<Float32Array> {
+  let pixels: Buffer;
+  try {
+    pixels = await resizeToRgb(bytes, pre, augment);
+  } catch (error) {
+    throw dataError(`cannot decode image: ${cleanSharpMessage(messageOf(error))}`, source, error);
+  }
+  return toTensor(pixels, pre);
+}
+
+async function resizeToRgb(
+  bytes: Uint8Array,
+  pre: ImagePreprocessing,
+  augment?: { seed: number; settings: ImageAugmentation },
+): Promise<Buffer> {
+  const open = () => sharp(bytes, { failOn: 'error', limitInputPixels: MAX_INPUT_PIXELS, pages: 1 });
+  let image = open().rotate();
+  const kernel = KERNELS[pre.interpolation];
+
+  if (augment) {
+    // The crop needs the upright size; decoding metadata is cheap (header only).
+    const meta = await open().metadata();
+    const upright = (meta.orientation ?? 1) >= 5;
+    const width = (upright ? meta.height : meta.width) ?? 0;
+    const height = (upright ? meta.width : meta.height) ?? 0;
+    if (!width || !height) throw new Error('image has no size');
+    const rng = new Rng(augment.seed);
+    const crop = randomResizedCrop(width, height, augment.settings, rng);
+    // Materialise the rotation so extract() works in upright coordinates.
+    image = sharp(await image.toBuffer(), { limitInputPixels: MAX_INPUT_PIXELS }).extract(crop);
+    if (augment.settings.horizontalFlip && rng.next() < 0.5) image = image.flop();
+    const j = augment.settings.colorJitter;
+    if (j > 0) {
+      const brightness = rng.uniform(1 - j, 1 + j);
+      const saturation = rng.uniform(1 - j, 1 + j);
+      const contrast = rng.uniform(1 - j, 1 + j);
+      image = image.modulate({ brightness, saturation }).linear(contrast, 128 * (1 - contrast));
+    }
+  }
+
+  image = image.flatten({ background: { r: 255, g: 255, b: 255 } }).toColourspace('srgb');
+  if (pre.resize === 'stretch') {
+    image = image.resize(pre.width, pre.height, { fit: 'fill', kernel });
+  } else if (pre.resize === 'center-square-crop') {
+    image = image.resize(pre.width, pre.height, { fit: 'cover', position: 'centre', kernel });
+  } else {
+    const edge = pre.shortestEdge ?? Math.max(pre.width, pre.height);
+    // Two steps: resize the shortest edge, then centre-crop, as HF image processors do.
+    const resized = await image.resize(edge, edge, { fit: 'outside', kernel }).raw().toBuffer({ resolveWithObject: true });
+    const { width, height } = resized.info;
+    image = sharp(resized.data, { raw: { width, height, channels: resized.info.channels } }).extract({
+      left: Math.max(0, Math.floor((width - pre.width) / 2)),
+      top: Math.max(0, Math.floor((height - pre.height) / 2)),
+      width: Math.min(pre.width, width),
+      height: Math.min(pre.height, height),
+    });
+    if (width < pre.width || height < pre.height) image = image.resize(pre.width, pre.height, { fit: 'fill', kernel });
+  }
+  const { data, info } = await image.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || info.width !== pre.width || info.height !== pre.height) {
+    throw new Error(`unexpected decoded shape ${info.width}×${info.height}×${info.channels}`);
+  }
+  return data;
+}
+
+/** torchvision's RandomResizedCrop: area and aspect drawn at random, ten tries, then a centre crop. */
+function randomResizedCrop(width: number, height: number, settings: ImageAugmentation, rng: Rng) {
+  const area = width * height;
+  const [logLo, logHi] = [Math.log(settings.cropRatio[0]), Math.log(settings.cropRatio[1])];
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = area * rng.uniform(settings.cropScale[0], settings.cropScale[1]);
+    const ratio = Math.exp(rng.uniform(logLo, logHi));
+    const w = Math.round(Math.sqrt(target * ratio));
+    const h = Math.round(Math.sqrt(target / ratio));
+    if (w > 0 && h > 0 && w <= width && h <= height) {
+      return { left: rng.int(width - w + 1), top: rng.int(height - h + 1), width: w, height: h };
+    }
+  }
+  const side = Math.min(width, height);
+  return { left: Math.floor((width - side) / 2), top: Math.floor((height - side) / 2), width: side, height: side };
+}
+
+/** HWC uint8 RGB → float tensor, scaled, normalised and laid out as the backbone expects. */
+export function toTensor(pixels: Uint8Array, pre: ImagePreprocessing): Float32Array {
+  const { width, height } = pre;
+  const plane = width * height;
+  const out = new Float32Array(plane * 3);
+  const scale = [0, 1, 2].map((c) => pre.rescale / pre.std[c]!);
+  const shift = [0, 1, 2].map((c) => pre.mean[c]! / pre.std[c]!);
+  if (pre.layout === 'NCHW') {
+    for (let c = 0; c < 3; c++) {
+      const s = scale[c]!;
+      const b = shift[c]!;
+      const offset = c * plane;
+      for (let i = 0; i < plane; i++) out[offset + i] = pixels[i * 3 + c]! * s - b;
+    }
+  } else {
+    for (let i = 0; i < plane * 3; i++) {
+      const c = i % 3;
+      out[i] = pixels[i]! * scale[c]! - shift[c]!;
+    }
+  }
+  return out;
+}
+
+/** sharp's messages are precise but prefixed with libvips internals; keep the useful part. */
+function cleanSharpMessage(message: string): string {
+  return message.replace(/^Input (buffer|file) /, '').replace(/\s+/g, ' ').trim();
+}
