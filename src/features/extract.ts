@@ -1,0 +1,160 @@
+import type { Backbone, AugmentationView } from '../backbones/backbone.js';
+import type { SkippedInput } from '../data/dataset.js';
+import { messageOf } from '../util/errors.js';
+import { hashJson, sha256 } from '../util/hash.js';
+import { silentReporter, type Reporter } from '../util/progress.js';
+import type { FeatureCache } from './cache.js';
+
+export interface ExtractableItem<Input> {
+  source: string;
+  load(): Promise<Input>;
+}
+
+export interface AugmentedViews {
+  /** Augmented views per item, in addition to the plain one. */
+  count: number;
+  seed: number;
+  /** The modality's augmentation settings; part of the cache key. */
+  settings?: unknown;
+}
+
+export interface ExtractOptions {
+  cache?: FeatureCache;
+  reporter?: Reporter;
+  /** Label for the progress bar. */
+  label?: string;
+  views?: AugmentedViews;
+}
+
+export interface ExtractedFeatures {
+  /** rows × dim, row-major. */
+  features: Float32Array;
+  dim: number;
+  /** For each row, the index of the item it came from (items that failed have no rows). */
+  itemOfRow: Int32Array;
+  /** For each row, 0 for the plain view, 1… for augmented views. */
+  viewOfRow: Int32Array;
+  skipped: SkippedInput[];
+  cacheHits: number;
+  computed: number;
+  seconds: number;
+}
+
+interface Row<Prepared> {
+  item: number;
+  view: number;
+  key: string;
+  vector?: Float32Array;
+  prepared?: Prepared;
+}
+
+/**
+ * Runs a backbone over items in batches. While the backbone runs one batch, the next is read,
+ * hashed, looked up in the cache and decoded, so decoding overlaps inference. Inputs that cannot
+ * be read or decoded are skipped and reported, never fatal.
+ */
+export async function extractFeatures<Input extends Uint8Array | string, Prepared>(
+  backbone: Backbone<Input, Prepared>,
+  items: ExtractableItem<Input>[],
+  options: ExtractOptions = {},
+): Promise<ExtractedFeatures> {
+  const started = performance.now();
+  const reporter = options.reporter ?? silentReporter;
+  const dim = backbone.reference.featureDim;
+  const viewsPerItem = 1 + (options.views?.count ?? 0);
+  const viewTag = options.views ? hashJson({ seed: options.views.seed, settings: options.views.settings ?? null }).slice(0, 12) : '';
+  const skipped: SkippedInput[] = [];
+  const failed = new Set<number>();
+  const task = reporter.task(options.label ?? 'features', items.length * viewsPerItem, viewsPerItem > 1 ? 'views' : 'inputs');
+  let cacheHits = 0;
+  let computed = 0;
+
+  const fail = (item: number, error: unknown) => {
+    if (failed.has(item)) return;
+    failed.add(item);
+    skipped.push({ source: items[item]!.source, reason: messageOf(error) });
+  };
+
+  /** Stage 1: read, hash, look up, and decode what the cache lacks. */
+  const load = async (first: number, last: number): Promise<Row<Prepared>[]> => {
+    const rows: Row<Prepared>[] = [];
+    await Promise.all(
+      range(first, last).map(async (item) => {
+        let input: Input;
+        try {
+          input = await items[item]!.load();
+        } catch (error) {
+          fail(item, error);
+          return;
+        }
+        const contentKey = sha256(input);
+        for (let view = 0; view < viewsPerItem; view++) {
+          const key = view === 0 ? contentKey : `${contentKey}-${viewTag}-${view}`;
+          const row: Row<Prepared> = { item, view, key, vector: await options.cache?.get(key) };
+          rows.push(row);
+          if (row.vector) continue;
+          const augmentation: AugmentationView | undefined =
+            view === 0 ? undefined : { index: view, seed: seedOf(contentKey, options.views!.seed, view), settings: options.views!.settings };
+          try {
+            row.prepared = await backbone.prepare(input, augmentation);
+          } catch (error) {
+            fail(item, error);
+          }
+        }
+      }),
+    );
+    return rows.filter((row) => !failed.has(row.item)).sort((a, b) => a.item - b.item || a.view - b.view);
+  };
+
+  /** Stage 2: run the backbone on what was decoded, and remember the results. */
+  const run = async (rows: Row<Prepared>[]) => {
+    const todo = rows.filter((row) => !row.vector);
+    for (let start = 0; start < todo.length; start += backbone.batchSize) {
+      const batch = todo.slice(start, start + backbone.batchSize);
+      const out = await backbone.forward(batch.map((row) => row.prepared!));
+      batch.forEach((row, i) => {
+        row.vector = out.slice(i * dim, (i + 1) * dim);
+        row.prepared = undefined;
+      });
+      if (options.cache) await Promise.all(batch.map((row) => options.cache!.put(row.key, row.vector!)));
+    }
+    computed += todo.length;
+    cacheHits += rows.length - todo.length;
+  };
+
+  const itemsPerStep = Math.max(1, Math.floor(backbone.batchSize / viewsPerItem));
+  const done: Row<Prepared>[] = [];
+  let next = load(0, Math.min(items.length, itemsPerStep));
+  for (let first = 0; first < items.length; first += itemsPerStep) {
+    const rows = await next;
+    const following = first + itemsPerStep;
+    next = following < items.length ? load(following, Math.min(items.length, following + itemsPerStep)) : Promise.resolve([]);
+    await run(rows);
+    done.push(...rows);
+    task.tick(Math.min(itemsPerStep, items.length - first) * viewsPerItem);
+  }
+  await next;
+
+  const features = new Float32Array(done.length * dim);
+  const itemOfRow = new Int32Array(done.length);
+  const viewOfRow = new Int32Array(done.length);
+  done.forEach((row, r) => {
+    features.set(row.vector!, r * dim);
+    itemOfRow[r] = row.item;
+    viewOfRow[r] = row.view;
+  });
+  const seconds = (performance.now() - started) / 1000;
+  task.done(
+    `${done.length} vectors (${computed} computed, ${cacheHits} from cache${skipped.length ? `, ${skipped.length} skipped` : ''})`,
+  );
+  return { features, dim, itemOfRow, viewOfRow, skipped, cacheHits, computed, seconds };
+}
+
+function range(first: number, last: number): number[] {
+  return Array.from({ length: last - first }, (_, i) => first + i);
+}
+
+/** A view's seed depends on the content, the run's seed and the view number only: stable across datasets. */
+function seedOf(contentKey: string, seed: number, view: number): number {
+  return (parseInt(contentKey.slice(0, 8), 16) ^ Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(view, 0x85ebca6b)) >>> 0;
+}
