@@ -1,0 +1,363 @@
+import type { Backbone, Modality } from '../backbones/backbone.js';
+import type { Dataset, LabelledItem, SkippedInput } from '../data/dataset.js';
+import { computeMetrics, type ClassificationMetrics } from '../evaluate/metrics.js';
+import { defaultCacheDir, FeatureCache } from '../features/cache.js';
+import { extractFeatures, type AugmentedViews } from '../features/extract.js';
+import { headFromState, type FeatureSet, type Head } from '../heads/head.js';
+import { fitHead, type FitOptions, type FitResult } from '../train/fit.js';
+import { loadModelFolder, saveModelFolder, type ManifestWithoutHead, type ModelManifest } from '../artifacts/model-folder.js';
+import { dataError, messageOf, modelError } from '../util/errors.js';
+import { silentReporter, type Reporter } from '../util/progress.js';
+import { VERSION } from '../version.js';
+import { modalityAdapter } from './modalities.js';
+import type { BackboneOptions, ModalityAdapter, ReadDatasetOptions } from './modality.js';
+
+export interface Prediction {
+  label: string;
+  probability: number;
+}
+
+/** Everything `train` accepts: the data, the backbone, and the head's settings (see FitOptions). */
+export interface TrainOptions<Input extends Uint8Array | string = Uint8Array | string> extends Partial<Omit<FitOptions, 'seed'>> {
+  /** image, text or audio (default image). */
+  task?: Modality;
+  /** A path the modality can read (a folder, a CSV file…), or a dataset already read. */
+  data: string | Dataset<Input>;
+  /** A backbone reference; default: the modality's bundled backbone. */
+  backbone?: string;
+  /** Backbone options: preprocessing overrides, feature output, ONNX dtype, hub settings. */
+  backboneOptions?: Omit<BackboneOptions, 'cacheDir' | 'reporter'>;
+  /** Options for reading the dataset (column names, …). */
+  datasetOptions?: ReadDatasetOptions;
+  /** Augmented views per training input (0 = none), and their settings. */
+  augment?: number | { views: number; settings?: object };
+  validationFraction?: number;
+  seed?: number;
+  cacheDir?: string;
+  /** Set false to skip the on-disk feature cache. */
+  cache?: boolean;
+  reporter?: Reporter;
+}
+
+export interface LoadOptions {
+  cacheDir?: string;
+  reporter?: Reporter;
+  hub?: BackboneOptions['hub'];
+}
+
+export interface EvaluationResult {
+  metrics: ClassificationMetrics;
+  /** Per input: its source, true label and predicted probabilities, for reports. */
+  predictions: { source: string; label: number; probabilities: number[] }[];
+  skipped: SkippedInput[];
+}
+
+/**
+ * A backbone, a trained head and the labels: the thing users train, evaluate, save, load and
+ * predict with, for every modality.
+ *
+ *   const clf = await Classifier.train({ task: 'image', data: 'photos/' });
+ *   clf.metrics.validation.accuracy;
+ *   await clf.save('model/');
+ *   const again = await Classifier.load('model/');
+ *   await again.predict('cat.jpg');
+ */
+export class Classifier<Input extends Uint8Array | string = Uint8Array | string> {
+  constructor(
+    readonly adapter: ModalityAdapter<Input>,
+    readonly backbone: Backbone<Input, unknown>,
+    readonly head: Head,
+    readonly manifest: ManifestWithoutHead,
+    protected readonly cacheDir: string,
+  ) {}
+
+  static async train(options: TrainOptions): Promise<Classifier> {
+    const adapter = await modalityAdapter(options.task ?? 'image');
+    return trainWith(adapter, options, (...args) => new Classifier(...args));
+  }
+
+  /** Loads a saved model folder; the backbone is found again from its reference and checked by hash. */
+  static async load(dir: string, options: LoadOptions = {}): Promise<Classifier> {
+    const { manifest, head } = await loadModelFolder(dir);
+    const adapter = await modalityAdapter(manifest.modality);
+    return loadWith(adapter, dir, manifest, head, options, (...args) => new Classifier(...args));
+  }
+
+  get labels(): string[] {
+    return this.manifest.labels;
+  }
+
+  get metrics(): ModelManifest['metrics'] {
+    return this.manifest.metrics;
+  }
+
+  get skipped(): SkippedInput[] {
+    return this.manifest.skipped;
+  }
+
+  /** Top-k labels for one input (a path or bytes for files, the text itself for text). */
+  async predict(input: string | Uint8Array, options: { topK?: number } = {}): Promise<Prediction[]> {
+    return (await this.predictMany([input], options))[0]!;
+  }
+
+  async predictMany(inputs: (string | Uint8Array)[], options: { topK?: number } = {}): Promise<Prediction[][]> {
+    const read = await Promise.all(inputs.map((input) => this.adapter.readInput(input)));
+    const probabilities = await this.predictProbabilities(read, inputs.map(describeInput));
+    const k = this.labels.length;
+    return read.map((_, i) => topPredictions(probabilities.subarray(i * k, (i + 1) * k), this.labels, options.topK ?? k));
+  }
+
+  /** Class probabilities for inputs already read, in order; an input that fails is named in the error. */
+  async predictProbabilities(inputs: Input[], names?: string[]): Promise<Float32Array> {
+    const prepared = await Promise.all(
+      inputs.map((input, i) =>
+        this.backbone.prepare(input).catch((error) => {
+          throw dataError(messageOf(error).replace(/^.*?: (?=cannot)/, ''), names?.[i] ?? `input #${i + 1}`, error);
+        }),
+      ),
+    );
+    const dim = this.backbone.reference.featureDim;
+    const features = new Float32Array(inputs.length * dim);
+    for (let start = 0; start < prepared.length; start += this.backbone.batchSize) {
+      features.set(await this.backbone.forward(prepared.slice(start, start + this.backbone.batchSize)), start * dim);
+    }
+    return this.probabilitiesOf(features);
+  }
+
+  /** Evaluates on labelled items (labels are indices into this model's labels). */
+  async evaluate(items: LabelledItem<Input>[], options: { reporter?: Reporter; cache?: boolean } = {}): Promise<EvaluationResult> {
+    const cache = options.cache === false ? undefined : FeatureCache.forBackbone(this.cacheDir, this.backbone);
+    const extracted = await extractFeatures(this.backbone, items, { cache, reporter: options.reporter, label: 'evaluating' });
+    if (extracted.itemOfRow.length === 0) throw dataError('none of the inputs could be read', items[0]?.source);
+    const labels = Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label);
+    const probabilities = this.probabilitiesOf(extracted.features);
+    const k = this.labels.length;
+    return {
+      metrics: computeMetrics(labels, probabilities, this.labels),
+      predictions: Array.from(extracted.itemOfRow, (item, row) => ({
+        source: items[item]!.source,
+        label: items[item]!.label,
+        probabilities: Array.from(probabilities.subarray(row * k, (row + 1) * k)),
+      })),
+      skipped: extracted.skipped,
+    };
+  }
+
+  /** Re-evaluates on labelled data the modality can read (a class-per-folder tree, a CSV file…). */
+  async evaluatePath(path: string, options: { reporter?: Reporter; datasetOptions?: ReadDatasetOptions } = {}): Promise<EvaluationResult> {
+    const { items, skipped } = await this.adapter.readLabelled(path, this.labels, options.datasetOptions);
+    const result = await this.evaluate(items, options);
+    return { ...result, skipped: [...skipped, ...result.skipped] };
+  }
+
+  /** Head probabilities, with the fitted temperature applied when there is one. */
+  protected probabilitiesOf(features: Float32Array): Float32Array {
+    const temperature = this.manifest.calibration?.temperature ?? 1;
+    if (temperature === 1) return this.head.predictProba(features);
+    return softmaxRows(this.head.logits(features), this.labels.length, temperature);
+  }
+
+  async save(dir: string): Promise<void> {
+    await saveModelFolder(dir, this.manifest, this.head.state());
+  }
+
+  async dispose(): Promise<void> {
+    await this.backbone.dispose();
+  }
+}
+
+type Make<Input extends Uint8Array | string, C> = (
+  adapter: ModalityAdapter<Input>,
+  backbone: Backbone<Input, unknown>,
+  head: Head,
+  manifest: ManifestWithoutHead,
+  cacheDir: string,
+) => C;
+
+/** Trains with a modality's adapter; `make` builds the (sub)class the caller wants back. */
+export async function trainWith<Input extends Uint8Array | string, C>(
+  adapter: ModalityAdapter<Input>,
+  options: TrainOptions<Input>,
+  make: Make<Input, C>,
+): Promise<C> {
+  const { data, backbone: reference = adapter.defaultBackbone, augment, validationFraction, seed = 0, reporter, backboneOptions = {} } = options;
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const dataset = typeof data === 'string' ? await adapter.readDataset(data, { ...options.datasetOptions, validationFraction, seed }) : data;
+  const backbone = await adapter.openBackbone(reference, { ...backboneOptions, cacheDir, reporter });
+  const views = typeof augment === 'number' ? { views: augment } : augment;
+  try {
+    const { head, manifest } = await trainClassifier(dataset, backbone, {
+      fit: fitOptionsOf(options),
+      augment: views && views.views > 0 ? { views: views.views, settings: { ...adapter.defaultAugmentation, ...views.settings } } : undefined,
+      cache: options.cache,
+      cacheDir,
+      seed,
+      reporter,
+    });
+    // What it takes to open the same backbone again at load time.
+    manifest.training = { ...manifest.training, backboneOptions: { featureOutput: backboneOptions.featureOutput ?? null, dtype: backboneOptions.dtype ?? null } };
+    return make(adapter, backbone, head, manifest, cacheDir);
+  } catch (error) {
+    await backbone.dispose();
+    throw error;
+  }
+}
+
+export async function loadWith<Input extends Uint8Array | string, C>(
+  adapter: ModalityAdapter<Input>,
+  dir: string,
+  manifest: ModelManifest,
+  headState: Parameters<typeof headFromState>[0],
+  options: LoadOptions,
+  make: Make<Input, C>,
+): Promise<C> {
+  if (manifest.modality !== adapter.modality) throw modelError(`this is a ${manifest.modality} model, not a${adapter.modality === 'image' ? 'n' : ''} ${adapter.modality} model`, dir);
+  const head = headFromState(headState);
+  const cacheDir = options.cacheDir ?? defaultCacheDir();
+  const saved = (manifest.training.backboneOptions ?? {}) as { featureOutput?: string | null; dtype?: BackboneOptions['dtype'] | null };
+  const backbone = await adapter.openBackbone(manifest.backbone.id, {
+    cacheDir,
+    reporter: options.reporter,
+    hub: options.hub,
+    featureOutput: saved.featureOutput ?? undefined,
+    dtype: saved.dtype ?? undefined,
+    preprocessing: manifest.backbone.preprocessing,
+  });
+  if (backbone.reference.sha256 !== manifest.backbone.sha256 || backbone.reference.featureDim !== manifest.backbone.featureDim) {
+    await backbone.dispose();
+    throw modelError(
+      `the backbone "${manifest.backbone.id}" found now (sha256 ${backbone.reference.sha256.slice(0, 12)}…, ${backbone.reference.featureDim}-d) ` +
+        `is not the one this model was trained on (${manifest.backbone.sha256.slice(0, 12)}…, ${manifest.backbone.featureDim}-d)`,
+      dir,
+    );
+  }
+  return make(adapter, backbone, head, manifest, cacheDir);
+}
+
+interface TrainSettings {
+  fit?: Partial<FitOptions>;
+  augment?: { views: number; settings?: unknown };
+  cache?: boolean;
+  cacheDir: string;
+  seed?: number;
+  reporter?: Reporter;
+}
+
+/**
+ * The shared training flow: features for every split (cached), a head fitted on train with early
+ * stopping on validation, and honest metrics on validation and test.
+ */
+export async function trainClassifier<Input extends Uint8Array | string>(
+  dataset: Dataset<Input>,
+  backbone: Backbone<Input, unknown>,
+  settings: TrainSettings,
+): Promise<{ head: Head; manifest: ManifestWithoutHead; fit: FitResult }> {
+  const reporter = settings.reporter ?? silentReporter;
+  const seed = settings.seed ?? 0;
+  const cache = settings.cache === false ? undefined : FeatureCache.forBackbone(settings.cacheDir, backbone);
+  const started = performance.now();
+  const views: AugmentedViews | undefined =
+    settings.augment && settings.augment.views > 0 ? { count: settings.augment.views, seed, settings: settings.augment.settings } : undefined;
+
+  const featuresOf = async (items: LabelledItem<Input>[], label: string, withViews?: AugmentedViews) => {
+    const extracted = await extractFeatures(backbone, items, { cache, reporter, label, views: withViews });
+    const set: FeatureSet = {
+      features: extracted.features,
+      labels: Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label),
+      dim: extracted.dim,
+      numClasses: dataset.classes.length,
+    };
+    return { set, extracted };
+  };
+  const train = await featuresOf(dataset.train, 'train features', views);
+  const validation = await featuresOf(dataset.validation, 'validation features');
+  const test = dataset.test?.length ? await featuresOf(dataset.test, 'test features') : undefined;
+  const extractionSeconds = (performance.now() - started) / 1000;
+
+  const skipped = [...dataset.skipped, ...train.extracted.skipped, ...validation.extracted.skipped, ...(test?.extracted.skipped ?? [])];
+  const trainCounts = countLabels(train.set.labels, dataset.classes.length, train.extracted.viewOfRow);
+  const emptyClasses = dataset.classes.filter((_, c) => trainCounts[c] === 0);
+  if (emptyClasses.length) {
+    throw dataError(`no readable training inputs left for class${emptyClasses.length > 1 ? 'es' : ''} ${emptyClasses.map((c) => `"${c}"`).join(', ')}`, dataset.origin);
+  }
+  if (validation.set.labels.length === 0) throw dataError('no readable validation inputs', dataset.origin);
+
+  const fit = fitHead(train.set, validation.set, { ...settings.fit, head: settings.fit?.head ?? 'linear', seed }, reporter);
+  const metrics: ModelManifest['metrics'] = {
+    validation: computeMetrics(validation.set.labels, fit.head.predictProba(validation.set.features), dataset.classes),
+  };
+  if (test) metrics.test = computeMetrics(test.set.labels, fit.head.predictProba(test.set.features), dataset.classes);
+
+  const manifest: ManifestWithoutHead = {
+    headstartVersion: VERSION,
+    createdAt: new Date().toISOString(),
+    modality: backbone.reference.modality,
+    labels: dataset.classes,
+    backbone: { ...backbone.reference, preprocessing: backbone.preprocessing },
+    training: {
+      data: {
+        origin: dataset.origin,
+        validation: dataset.validationSource,
+        counts: {
+          train: trainCounts,
+          validation: countLabels(validation.set.labels, dataset.classes.length),
+          ...(test ? { test: countLabels(test.set.labels, dataset.classes.length) } : {}),
+        },
+      },
+      augmentation: views ?? null,
+      fit: fit.options,
+      history: fit.history,
+      bestEpoch: fit.bestEpoch,
+      stoppedEarly: fit.stoppedEarly,
+      seed,
+      timings: {
+        featureSeconds: round(extractionSeconds),
+        fitSeconds: round(fit.seconds),
+        featuresComputed: train.extracted.computed + validation.extracted.computed + (test?.extracted.computed ?? 0),
+        featuresFromCache: train.extracted.cacheHits + validation.extracted.cacheHits + (test?.extracted.cacheHits ?? 0),
+      },
+    },
+    metrics,
+    skipped,
+  };
+  return { head: fit.head, manifest, fit };
+}
+
+export function topPredictions(probabilities: ArrayLike<number>, labels: string[], topK: number): Prediction[] {
+  return labels
+    .map((label, i) => ({ label, probability: probabilities[i]! }))
+    .sort((a, b) => b.probability - a.probability)
+    .slice(0, Math.max(1, topK));
+}
+
+function describeInput(input: string | Uint8Array, i: number): string {
+  return typeof input === 'string' && input.length < 300 ? input : `input #${i + 1}`;
+}
+
+function softmaxRows(logits: Float32Array, k: number, temperature: number): Float32Array {
+  const out = new Float32Array(logits.length);
+  for (let r = 0; r < logits.length / k; r++) {
+    let max = -Infinity;
+    for (let j = 0; j < k; j++) max = Math.max(max, logits[r * k + j]! / temperature);
+    let sum = 0;
+    for (let j = 0; j < k; j++) sum += out[r * k + j] = Math.exp(logits[r * k + j]! / temperature - max);
+    for (let j = 0; j < k; j++) out[r * k + j]! /= sum;
+  }
+  return out;
+}
+
+/** Examples per class; with `views`, only the plain (unaugmented) rows count. */
+function countLabels(labels: Int32Array, numClasses: number, views?: Int32Array): number[] {
+  const counts = new Array<number>(numClasses).fill(0);
+  labels.forEach((label, i) => {
+    if (!views || views[i] === 0) counts[label]!++;
+  });
+  return counts;
+}
+
+function fitOptionsOf<Input extends Uint8Array | string>(options: TrainOptions<Input>): Partial<FitOptions> {
+  const { task, data, backbone, backboneOptions, datasetOptions, augment, validationFraction, seed, cacheDir, cache, reporter, ...fit } = options;
+  return fit;
+}
+
+const round = (x: number) => Math.round(x * 1000) / 1000;
