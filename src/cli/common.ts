@@ -1,0 +1,55 @@
+import { InvalidArgumentError, type Command } from 'commander';
+import { consoleReporter, type Reporter } from '../util/progress.js';
+import { defaultCacheDir } from '../features/cache.js';
+
+export interface GlobalOptions {
+  quiet?: boolean;
+  json?: boolean;
+  cacheDir?: string;
+}
+
+export function reporterFor(options: GlobalOptions): Reporter {
+  // With --json, stdout carries the result alone; progress still goes to stderr.
+  return consoleReporter({ quiet: options.quiet });
+}
+
+export function cacheDirOf(options: GlobalOptions): string {
+  return options.cacheDir ?? defaultCacheDir();
+}
+
+/** Results go to stdout: JSON for machines, text for people. */
+export function emit(options: GlobalOptions, json: unknown, text: () => string): void {
+  process.stdout.write(options.json ? `${JSON.stringify(json, null, 2)}\n` : `${text()}\n`);
+}
+
+export function integer(name: string, min = 0) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer ≥ ${min}`);
+    return n;
+  };
+}
+
+export function positiveNumber(name: string, allowZero = false) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new InvalidArgumentError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} number`);
+    return n;
+  };
+}
+
+export function fraction(name: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!(n > 0 && n < 1)) throw new InvalidArgumentError(`${name} must be between 0 and 1`);
+    return n;
+  };
+}
+
+/** Options every command shares. */
+export function withCommonOptions(command: Command): Command {
+  return command
+    .option('--cache-dir <dir>', 'where features and converted models are cached (default ~/.cache/headstart)')
+    .option('--json', 'print machine-readable JSON on stdout')
+    .option('-q, --quiet', 'no progress output');
+}

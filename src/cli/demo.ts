@@ -1,0 +1,43 @@
+import { Command } from 'commander';
+import { ImageClassifier } from '../classifier/image-classifier.js';
+import { DEFAULT_IMAGE_BACKBONE } from '../backbones/resolve.js';
+import { materialiseDemoDigits } from '../data/demo-digits.js';
+import { formatMetricsTable } from '../evaluate/metrics.js';
+import { cacheDirOf, emit, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+import { summaryOf } from './format.js';
+
+interface DemoOptions extends GlobalOptions {
+  backbone: string;
+  perClass: number;
+  out: string;
+}
+
+export function demoCommand(): Command {
+  return withCommonOptions(
+    new Command('demo')
+      .description('train and evaluate on bundled handwritten digits with the bundled backbone, fully offline')
+      .option('-b, --backbone <ref>', 'backbone to use', DEFAULT_IMAGE_BACKBONE)
+      .option('--per-class <n>', 'training images per digit', integer('--per-class', 2), 20)
+      .option('-o, --out <dir>', 'where to write the model folder', 'headstart-demo-model'),
+  ).action(async (options: DemoOptions) => {
+    const reporter = reporterFor(options);
+    const cacheDir = cacheDirOf(options);
+    const data = await materialiseDemoDigits(cacheDir, { train: options.perClass, validation: 20 });
+    reporter.info(`demo data: ${options.perClass} training and 20 validation images per digit in ${data}`);
+    const classifier = await ImageClassifier.train({ data, backbone: options.backbone, cacheDir, reporter });
+    try {
+      await classifier.save(options.out);
+      const validation = classifier.metrics.validation!;
+      emit(options, { model: options.out, data, ...summaryOf(classifier.manifest) }, () =>
+        [
+          `validation (${validation.n} images, never seen in training):`,
+          formatMetricsTable(validation),
+          '',
+          `model written to ${options.out}; try: headstart predict ${options.out} ${data}/val/7/0000.png`,
+        ].join('\n'),
+      );
+    } finally {
+      await classifier.dispose();
+    }
+  });
+}

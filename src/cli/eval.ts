@@ -1,0 +1,25 @@
+import { Command } from 'commander';
+import { Classifier } from '../classifier/classifier.js';
+import { formatMetricsTable } from '../evaluate/metrics.js';
+import { cacheDirOf, emit, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+import { formatSkipped } from './format.js';
+
+export function evalCommand(): Command {
+  return withCommonOptions(
+    new Command('eval')
+      .description('evaluate a trained model on labelled data read as in training (e.g. <folder>/<class>/*)')
+      .argument('<model>', 'a model folder written by `headstart train`')
+      .argument('<data>', 'labelled data: a folder with one sub-folder per class, or a labelled file for text'),
+  ).action(async (model: string, data: string, options: GlobalOptions) => {
+    const reporter = reporterFor(options);
+    const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter });
+    try {
+      const result = await classifier.evaluatePath(data, { reporter });
+      emit(options, { metrics: result.metrics, skipped: result.skipped, predictions: result.predictions }, () =>
+        [`${data} (${result.metrics.n} ${classifier.adapter.noun}):`, formatMetricsTable(result.metrics), ...formatSkipped(result.skipped)].join('\n'),
+      );
+    } finally {
+      await classifier.dispose();
+    }
+  });
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { EXIT_CODES, HeadstartError, messageOf } from '../util/errors.js';
+import { VERSION } from '../version.js';
+import { demoCommand } from './demo.js';
+import { evalCommand } from './eval.js';
+import { modelsCommand } from './models.js';
+import { predictCommand } from './predict.js';
+import { trainCommand } from './train.js';
+
+/** Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad data, 4 bad model, 5 network. */
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('headstart')
+    .description('Make a pre-trained model yours: fine-tune, evaluate honestly, ship.')
+    .version(VERSION)
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(text) })
+    .addCommand(trainCommand())
+    .addCommand(predictCommand())
+    .addCommand(evalCommand())
+    .addCommand(demoCommand())
+    .addCommand(modelsCommand());
+  for (const command of program.commands) command.exitOverride();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Help and version are successes; everything else commander rejects is a usage error.
+      return error.exitCode === 0 ? 0 : EXIT_CODES.usage;
+    }
+    if (error instanceof HeadstartError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return EXIT_CODES[error.kind];
+    }
+    process.stderr.write(`internal error: ${messageOf(error)}\n${error instanceof Error && process.env.HEADSTART_DEBUG ? `${error.stack}\n` : ''}`);
+    return EXIT_CODES.internal;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

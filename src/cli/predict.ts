@@ -1,0 +1,32 @@
+import { Command } from 'commander';
+import { Classifier } from '../classifier/classifier.js';
+import { cacheDirOf, emit, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+
+interface PredictOptions extends GlobalOptions {
+  topK: number;
+}
+
+export function predictCommand(): Command {
+  return withCommonOptions(
+    new Command('predict')
+      .description('print the top labels, with probabilities, for each input')
+      .argument('<model>', 'a model folder written by `headstart train`')
+      .argument('<inputs...>', 'image or audio files; for text models, the texts themselves')
+      .option('-k, --top-k <n>', 'how many labels to show per input', integer('--top-k', 1), 3),
+  ).action(async (model: string, inputs: string[], options: PredictOptions) => {
+    const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter: reporterFor(options) });
+    try {
+      const predictions = await classifier.predictMany(inputs, { topK: options.topK });
+      emit(
+        options,
+        inputs.map((input, i) => ({ input, predictions: predictions[i] })),
+        () =>
+          inputs
+            .map((input, i) => `${input}\n${predictions[i]!.map((p) => `  ${(p.probability * 100).toFixed(1).padStart(5)}%  ${p.label}`).join('\n')}`)
+            .join('\n'),
+      );
+    } finally {
+      await classifier.dispose();
+    }
+  });
+}

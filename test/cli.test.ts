@@ -1,0 +1,73 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers/cli.js';
+import { SHARED, makeColourFolder, tempDir } from './helpers/images.js';
+
+const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
+
+describe('headstart CLI', () => {
+  let work: string;
+  let data: string;
+  let model: string;
+  let cacheDir: string;
+
+  beforeAll(async () => {
+    work = await tempDir('headstart-cli-');
+    data = await makeColourFolder(join(work, 'data'), 8, ['blue', 'green', 'red']);
+    model = join(work, 'model');
+    cacheDir = join(work, 'cache');
+  });
+
+  it('train writes a model folder and prints the evaluation table', async () => {
+    const result = await runCli(['train', data, '--backbone', MOBILENET_035, '--out', model, '--cache-dir', cacheDir, '--seed', '2']);
+    expect(result.stderr).toMatch(/train features: .* in [\d.]+s/);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/validation \(6 images\):/);
+    expect(result.stdout).toMatch(/accuracy/);
+    expect(result.stdout).toContain(`model written to ${model}`);
+    const manifest = JSON.parse(await readFile(join(model, 'manifest.json'), 'utf8'));
+    expect(manifest.labels).toEqual(['blue', 'green', 'red']);
+    expect(manifest.training.seed).toBe(2);
+  });
+
+  it('predict prints top-k labels, and JSON with --json', async () => {
+    const image = join(data, 'red', 'red-3.png');
+    const text = await runCli(['predict', model, image, '--top-k', '2', '--cache-dir', cacheDir, '--quiet']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout.split('\n')[0]).toBe(image);
+    expect(text.stdout.split('\n')[1]).toMatch(/^\s+\d+\.\d%\s+red$/);
+    const json = await runCli(['predict', model, image, '--json', '--cache-dir', cacheDir, '--quiet']);
+    const parsed = JSON.parse(json.stdout);
+    expect(parsed[0].input).toBe(image);
+    expect(parsed[0].predictions).toHaveLength(3);
+    expect(parsed[0].predictions[0].label).toBe('red');
+    expect(parsed[0].predictions.reduce((s: number, p: { probability: number }) => s + p.probability, 0)).toBeCloseTo(1, 5);
+  });
+
+  it('eval re-evaluates on a labelled folder', async () => {
+    const result = await runCli(['eval', model, data, '--json', '--cache-dir', cacheDir, '--quiet']);
+    expect(result.code, result.stderr).toBe(0);
+    const parsed = JSON.parse(result.stdout);
+    expect(parsed.metrics.n).toBe(24);
+    expect(parsed.metrics.accuracy).toBe(1);
+  });
+
+  it('exits with codes scripts can trust, and says what is wrong', async () => {
+    const missingData = await runCli(['train', join(work, 'nope'), '--cache-dir', cacheDir, '--quiet']);
+    expect(missingData.code).toBe(3);
+    expect(missingData.stderr).toContain(`error: ${join(work, 'nope')}: no such folder`);
+
+    const notModel = await runCli(['predict', data, join(data, 'red', 'red-0.png'), '--cache-dir', cacheDir]);
+    expect(notModel.code).toBe(4);
+    expect(notModel.stderr).toMatch(/not a headstart model folder/);
+
+    const badOption = await runCli(['train', data, '--epochs', 'many']);
+    expect(badOption.code).toBe(2);
+    expect(badOption.stderr).toMatch(/--epochs must be an integer/);
+
+    const badImage = await runCli(['predict', model, join(work, 'missing.jpg'), '--cache-dir', cacheDir, '--quiet']);
+    expect(badImage.code).toBe(3);
+    expect(badImage.stderr).toContain(`${join(work, 'missing.jpg')}: cannot read`);
+  });
+});
