@@ -37,6 +37,7 @@ describe('model folder', () => {
     // head.bin is documented as little-endian float32 at the listed offsets.
     const bytes = await readFile(join(dir, 'head.bin'));
     expect(bytes.readFloatLE(24)).toBe(0.5);
+    expect(JSON.parse(await readFile(join(dir, 'metrics.json'), 'utf8'))).toEqual(manifest.metrics);
   });
 
   it('replaces an existing model atomically and leaves it intact when writing fails', async () => {

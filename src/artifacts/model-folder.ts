@@ -11,6 +11,7 @@ export const MODEL_FORMAT = 'headstart-model';
 export const MODEL_FORMAT_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
 export const HEAD_WEIGHTS_FILE = 'head.bin';
+export const METRICS_FILE = 'metrics.json';
 
 /** Where one tensor lives in `head.bin`: little-endian float32, `byteOffset` from the start. */
 export interface TensorEntry {
@@ -53,6 +54,8 @@ export async function saveModelFolder(dir: string, manifest: ManifestWithoutHead
   await writeDirAtomic(dir, async (temp) => {
     await writeFile(join(temp, HEAD_WEIGHTS_FILE), bytes);
     await writeFile(join(temp, MANIFEST_FILE), `${JSON.stringify(full, null, 2)}\n`);
+    // The evaluation on its own, for tools that only want the numbers.
+    await writeFile(join(temp, METRICS_FILE), `${JSON.stringify(full.metrics, null, 2)}\n`);
   });
 }
 
