@@ -3,6 +3,8 @@ import type { ImagePreprocessing } from './image-preprocessing.js';
 import { createSession, ort, poolOutput, stack, type Pooling } from './onnx-session.js';
 import { DEFAULT_IMAGE_AUGMENTATION, prepareImage, type ImageAugmentation } from '../data/image-decode.js';
 import { modelError } from '../util/errors.js';
+import { exposeClassifierInput } from './graph-surgery.js';
+import { readFile } from 'node:fs/promises';
 
 /** What is needed to run an ONNX vision graph as a feature extractor. */
 export interface ImageGraphSpec {
@@ -37,7 +39,15 @@ export class ImageBackbone implements Backbone<Uint8Array, Float32Array> {
   }
 
   static async open(spec: ImageGraphSpec, threads?: number): Promise<ImageBackbone> {
-    const session = await createSession(spec.model, spec.origin, threads);
+    let session = await createSession(spec.model, spec.origin, threads);
+    if (!spec.outputName && onlyLogits(session)) {
+      // A classifier export: take the classification layer's input as the features.
+      const bytes = typeof spec.model === 'string' ? await readFile(spec.model) : spec.model;
+      const exposed = exposeClassifierInput(bytes, session.outputNames[0]!, spec.origin);
+      await session.release();
+      session = await createSession(exposed.model, spec.origin, threads);
+      spec = { ...spec, model: exposed.model, outputName: exposed.output, pooling: 'none' };
+    }
     const inputName = spec.inputName ?? session.inputNames[0]!;
     if (!session.inputNames.includes(inputName)) {
       throw modelError(`the graph has no input "${inputName}" (inputs: ${session.inputNames.join(', ')})`, spec.origin);
@@ -81,6 +91,11 @@ export class ImageBackbone implements Backbone<Uint8Array, Float32Array> {
   async dispose(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** True when a graph offers nothing but class scores (a `…ForImageClassification` export). */
+function onlyLogits(session: ort.InferenceSession): boolean {
+  return session.outputNames.length === 1 && session.outputNames[0] === 'logits';
 }
 
 /**

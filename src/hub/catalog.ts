@@ -63,7 +63,7 @@ const IMAGENET = { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } as 
 const HALF = { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] } as const;
 const CLIP = { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] } as const;
 const CLASSIFIER_EXPORT =
-  'The ONNX export is the ImageNet classifier (the repository is tagged image-classification, so its graph output is `logits`); the features are the input of the classification layer, which is not a graph output: pass its node name as the feature output. The node name was not checked.';
+  'The ONNX export is the ImageNet classifier (graph output `logits`); headstart takes the features from the input of its classification layer automatically (the same vector as the pooled output).';
 
 const image = (size: number, resize: string, norm: { mean: readonly number[]; std: readonly number[] }): ImageInput => ({
   modality: 'image',

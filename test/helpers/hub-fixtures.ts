@@ -1,9 +1,10 @@
+import { SHARED } from './images.js';
 import { mkdtemp, readFile, readdir, lstat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fakeCommit, type FixtureRepo } from './hub-server.js';
 
-export const SHARED_MODELS = '/work/shared/models';
+export const SHARED_MODELS = join(SHARED, 'models');
 
 export const RESNET = 'test-org/resnet-18-random';
 export const MOBILENET = 'test-org/mobilenet-v2-random';
