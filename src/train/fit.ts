@@ -60,26 +60,7 @@ export interface FitOptions {
 }
 
 /** The options that actually applied, defaults filled in; JSON-able, for the manifest. */
-export interface ResolvedFitOptions {
-  head: HeadType;
-  standardize: boolean;
-  seed: number;
-  optimizer?: 'adamw' | 'lbfgs';
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  labelSmoothing?: number;
-  classWeights?: 'balanced' | 'none' | number[];
-  schedule?: ScheduleKind;
-  warmupFraction?: number;
-  patience?: number;
-  hiddenUnits?: number;
-  dropout?: number;
-  activation?: Activation;
-  k?: number;
-  tolerance?: number;
-}
+export type ResolvedFitOptions = Omit<FitOptions, 'head' | 'standardize' | 'seed'> & Required<Pick<FitOptions, 'head' | 'standardize' | 'seed'>>;
 
 export interface EpochRecord {
   /** 1-based (an L-BFGS iteration for the L-BFGS optimiser). */
