@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.js';
 import { SHARED, makeColourFolder, tempDir } from './helpers/images.js';
@@ -20,7 +20,8 @@ describe('headstart CLI', () => {
   });
 
   it('train writes a model folder and prints the evaluation table', async () => {
-    const result = await runCli(['train', data, '--backbone', MOBILENET_035, '--out', model, '--cache-dir', cacheDir, '--seed', '2']);
+    // A relative backbone path (the CLI runs in the project root) is recorded absolute.
+    const result = await runCli(['train', data, '--backbone', relative(process.cwd(), MOBILENET_035), '--out', model, '--cache-dir', cacheDir, '--seed', '2']);
     expect(result.stderr).toMatch(/train features: .* in [\d.]+s/);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/validation \(6 images\):/);
@@ -29,6 +30,7 @@ describe('headstart CLI', () => {
     const manifest = JSON.parse(await readFile(join(model, 'manifest.json'), 'utf8'));
     expect(manifest.labels).toEqual(['blue', 'green', 'red']);
     expect(manifest.training.seed).toBe(2);
+    expect(manifest.backbone.id).toBe(MOBILENET_035);
   });
 
   it('predict prints top-k labels, and JSON with --json', async () => {

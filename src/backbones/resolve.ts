@@ -83,16 +83,18 @@ async function resolveImageGraph(reference: string, options: OpenBackboneOptions
       `backbone "${reference}" is neither a builtin (${Object.keys(BUILTIN_IMAGE_BACKBONES).map((n) => `builtin:${n}`).join(', ')}) nor an existing file or folder`,
     );
   }
+  // Recorded with an absolute path, so a saved model finds its backbone from any working directory.
+  const id = reference.startsWith('tfjs:') ? `tfjs:${path}` : path;
   if (info.isDirectory()) {
-    if (!reference.startsWith('tfjs:') && (await isHfOnnxFolder(path))) return readHfImageModel(path, reference, options.dtype);
+    if (!reference.startsWith('tfjs:') && (await isHfOnnxFolder(path))) return readHfImageModel(path, id, options.dtype);
     const modelJson = join(path, 'model.json');
-    if (await stat(modelJson).catch(() => undefined)) return tfjsGraph(modelJson, reference, options);
+    if (await stat(modelJson).catch(() => undefined)) return tfjsGraph(modelJson, id, options);
     throw modelError('not a model folder: expected config.json + onnx/model.onnx (Hugging Face layout) or model.json (TF.js)', path);
   }
-  if (extname(path) === '.json') return tfjsGraph(path, reference, options);
+  if (extname(path) === '.json') return tfjsGraph(path, id, options);
   if (extname(path) === '.onnx') {
     const bytes = await readFile(path);
-    return { id: reference, model: path, origin: path, sha256: sha256(bytes), preprocessing: imagenetDefaults(224) };
+    return { id, model: path, origin: path, sha256: sha256(bytes), preprocessing: imagenetDefaults(224) };
   }
   throw modelError('unrecognised model file: expected a .onnx file, a TF.js model.json or a model folder', path);
 }
