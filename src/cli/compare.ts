@@ -1,0 +1,89 @@
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { Modality } from '../backbones/backbone.js';
+import { inferTask, modalityAdapter } from '../classifier/modalities.js';
+import { compareOnDataset, DEFAULT_COMPARE_SIZES, formatCompareTable, type Shots } from '../evaluate/compare.js';
+import { scratchBaselineFor } from '../evaluate/scratch.js';
+import { writeCompareReport } from '../report/compare-report.js';
+import { cacheDirOf, emit, fraction, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+
+interface CompareCommandOptions extends GlobalOptions {
+  task?: Modality;
+  backbone?: string;
+  sizes?: Shots[];
+  seeds: number;
+  target?: number;
+  head: 'linear' | 'mlp' | 'knn' | 'centroid';
+  valFraction?: number;
+  seed: number;
+  out?: string;
+  cache: boolean;
+  offline?: boolean;
+  token?: string;
+}
+
+export function compareCommand(): Command {
+  return withCommonOptions(
+    new Command('compare')
+      .description('measure the head start: a pre-trained backbone vs a from-scratch baseline, same head, same seeded draws, growing training sets')
+      .argument('<data>', 'labelled data, as for `headstart train`')
+      .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files)').choices(['image', 'text', 'audio']))
+      .option('-b, --backbone <ref>', "the pre-trained backbone (default: the task's bundled backbone)")
+      .option('--sizes <list>', `training examples per class, comma-separated, "all" for everything (default ${DEFAULT_COMPARE_SIZES.join(',')}, those every class can supply)`, sizesOption)
+      .option('--seeds <n>', 'seeded draws per size', integer('--seeds', 1), 5)
+      .option('--target <accuracy>', "accuracy to reach (default: 90% of the pre-trained backbone's accuracy on all the training data)", fraction('--target'))
+      .addOption(new Option('--head <type>', 'the head both contenders train').choices(['linear', 'mlp', 'knn', 'centroid']).default('linear'))
+      .option('--val-fraction <f>', 'share of each class held out when no validation folder exists', fraction('--val-fraction'))
+      .option('--seed <n>', 'seed of the train/validation split', integer('--seed'), 0)
+      .option('-o, --out <file>', 'where to write the learning-curve HTML (default: <data>-compare.html beside the data)')
+      .option('--offline', 'never use the network; hf: backbones must be in the Hugging Face cache')
+      .option('--token <token>', 'Hugging Face token for gated or private repositories (default $HF_TOKEN)')
+      .option('--no-cache', 'do not read or write the feature cache'),
+  ).action(async (data: string, options: CompareCommandOptions) => {
+    const reporter = reporterFor(options);
+    const task = options.task ?? (await inferTask(data));
+    const adapter = await modalityAdapter(task);
+    const scratch = await scratchBaselineFor(task);
+    const cacheDir = cacheDirOf(options);
+    const dataset = await adapter.readDataset(data, { validationFraction: options.valFraction, seed: options.seed });
+    const backbone = await adapter.openBackbone(options.backbone ?? adapter.defaultBackbone, { cacheDir, reporter, hub: { offline: options.offline, token: options.token } });
+    try {
+      const result = await compareOnDataset({
+        dataset,
+        pretrained: backbone,
+        scratch,
+        sizes: options.sizes,
+        seeds: Array.from({ length: options.seeds }, (_, i) => i),
+        target: options.target,
+        fit: { head: options.head },
+        cacheDir,
+        cache: options.cache,
+        reporter,
+      });
+      const absolute = resolve(data);
+      const out = options.out ?? join(dirname(absolute), `${basename(absolute, extname(absolute))}-compare.html`);
+      const settings = { data: absolute, task, backbone: backbone.reference.id, head: options.head, 'split seed': options.seed, seeds: result.seeds.join(', '), 'total time': `${result.seconds.toFixed(1)} s` };
+      await writeCompareReport(out, result, { noun: adapter.noun, settings });
+      emit(options, { report: out, ...result }, () =>
+        [
+          formatCompareTable(result),
+          ...(result.excluded.length ? ['', `left out ${result.excluded.length} input(s) not every contender could read`] : []),
+          '',
+          `learning curve written to ${out}`,
+        ].join('\n'),
+      );
+    } finally {
+      await backbone.dispose();
+    }
+  });
+}
+
+function sizesOption(value: string): Shots[] {
+  return value.split(',').map((part) => {
+    const text = part.trim();
+    if (text === 'all') return 'all';
+    const n = Number(text);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('--sizes takes positive integers and "all", comma-separated');
+    return n;
+  });
+}

@@ -1,0 +1,24 @@
+import type { CompareResult } from '../evaluate/compare.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { COMPARE_SCRIPT } from './client.js';
+import { renderPage } from './html.js';
+
+/** What the compare page draws: the result, plus words and settings for people. */
+export interface CompareReportData extends CompareResult {
+  kind: 'compare';
+  noun: string;
+  settings: Record<string, unknown>;
+}
+
+/** Writes the learning-curve page (one self-contained HTML file, atomically). */
+export async function writeCompareReport(path: string, result: CompareResult, extra: { noun: string; settings: Record<string, unknown> }): Promise<void> {
+  const data: CompareReportData = { kind: 'compare', ...result, ...extra };
+  const [pretrained, scratch] = result.contenders;
+  const html = await renderPage({
+    title: `headstart compare: ${result.origin}`,
+    subtitle: `${pretrained?.name} vs ${scratch?.name} · ${result.labels.length} classes · ${result.trainExamples} training ${extra.noun} · ${result.evaluation.n} ${result.evaluation.name} ${extra.noun}`,
+    data,
+    script: COMPARE_SCRIPT,
+  });
+  await writeFileAtomic(path, html);
+}
