@@ -1,0 +1,175 @@
+/**
+ * Fine-tuning inside the backbone, for `npm run bench` (and alone: `npx tsx bench/finetune.ts`):
+ * - speed: one training step of the last two blocks plus a linear head, headstart (one ONNX
+ *   training graph on onnxruntime-node) against PyTorch 1.13 CPU on the same graph and batch,
+ *   measured in the same run; and backward+update against forward throughput;
+ * - accuracy: hymenoptera with MobileNetV2 α=0.35, the frozen-backbone head against unfreezing the
+ *   last two blocks, mean ± std over three seeds;
+ * - the small CNN trained from scratch on the same data.
+ * Nothing is asserted; the numbers are printed with their targets.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findBlocks, weightsOfTopBlocks } from '../src/autodiff/blocks.js';
+import { appendLinearHead } from '../src/autodiff/head.js';
+import { readTrainableModel } from '../src/autodiff/model.js';
+import { partitionModel } from '../src/autodiff/partition.js';
+import { buildTrainingGraph } from '../src/autodiff/training-graph.js';
+import { TrainingSession } from '../src/autodiff/training-session.js';
+import { ort } from '../src/backbones/onnx-session.js';
+import { ImageClassifier } from '../src/classifier/image-classifier.js';
+import { readImageFolder } from '../src/data/image-folder.js';
+import { trainScratchCnn } from '../src/finetune/scratch-cnn.js';
+import { Rng } from '../src/util/rng.js';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const SHARED = join(ROOT, '../shared');
+const HYMENOPTERA = join(SHARED, 'data/images/hymenoptera');
+const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
+const THREADS = availableParallelism();
+const BATCH = 32;
+const CLASSES = 2;
+const SEEDS = [0, 1, 2];
+const TUNED_TORCH_ENV = {
+  GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=17179869184',
+  OMP_WAIT_POLICY: 'PASSIVE',
+};
+
+const line = (label: string, value: string, note = '') => console.log(`${label.padEnd(58)} ${value.padStart(14)}  ${note}`);
+const section = (title: string) => console.log(`\n## ${title}`);
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/**
+ * Median over three windows of the wall milliseconds per call (this VM's speed wanders), and of the
+ * CPU milliseconds per call over all threads (what the work costs, whatever else runs on the cores).
+ */
+async function timeCalls(run: () => Promise<unknown>, seconds: number): Promise<{ ms: number; cpuMs: number }> {
+  for (let i = 0; i < 3; i++) await run();
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  for (let w = 0; w < 3; w++) {
+    let runs = 0;
+    const start = performance.now();
+    const cpuStart = process.cpuUsage();
+    while (performance.now() - start < seconds * 1000 || runs < 3) {
+      await run();
+      runs++;
+    }
+    const used = process.cpuUsage(cpuStart);
+    wall.push((performance.now() - start) / runs);
+    cpu.push((used.user + used.system) / 1000 / runs);
+  }
+  return { ms: median(wall), cpuMs: median(cpu) };
+}
+
+/** headstart's step and forward times for the last two blocks + a linear head of a fixture model. */
+async function ourStep(model: string, seconds: number) {
+  const trainable = await readTrainableModel(await readFile(join(SHARED, 'models', model, 'onnx/model.onnx')), model);
+  const blocks = findBlocks(trainable, 'pooler_output');
+  const weights = weightsOfTopBlocks(blocks, 2);
+  const partition = partitionModel(trainable, 'pooler_output', weights);
+  const rng = new Rng(0);
+  const dim = trainable.info.get('pooler_output')!.dims![1]!;
+  const head = appendLinearHead({ graph: partition.suffix, info: partition.info, origin: model }, 'pooler_output', {
+    weight: Float32Array.from({ length: CLASSES * dim }, () => rng.normal() / Math.sqrt(dim)),
+    bias: new Float32Array(CLASSES),
+  });
+  const params = [...weights, head.weight, head.bias].map((name) => ({ name }));
+  const training = buildTrainingGraph({ graph: partition.suffix, info: partition.info, logits: head.logits, params, optimizer: { kind: 'adamw', weightDecay: 0.01 }, origin: model });
+  const session = await TrainingSession.create(training, (name) => partition.suffix.floatInitializer(name)!, model, THREADS);
+  const batch = Object.fromEntries(
+    partition.frontier.map((tensor) => {
+      const size = tensor.dims.reduce((a, b) => a * b, 1);
+      return [tensor.name, new ort.Tensor('float32', Float32Array.from({ length: BATCH * size }, () => Math.max(0, rng.normal())), [BATCH, ...tensor.dims])];
+    }),
+  );
+  const targets = new ort.Tensor('float32', Float32Array.from({ length: BATCH * CLASSES }, (_, i) => (i % CLASSES === Math.floor(i / CLASSES) % CLASSES ? 0.95 : 0.05)), [BATCH, CLASSES]);
+  const step = await timeCalls(() => session.step(batch, targets, 1e-4), seconds);
+  const forward = await timeCalls(() => session.evaluate(batch), seconds);
+  // What a step copies besides compute: every trained value and its two Adam moments, in and out.
+  const values = params.reduce((sum, p) => sum + partition.suffix.initializers.get(p.name)!.data.length, 0);
+  const buffer = new Float32Array(values * 3);
+  const copy = await timeCalls(async () => buffer.slice(), 0.2);
+  await session.release();
+  return { stepMs: step.ms, stepCpuMs: step.cpuMs, forwardMs: forward.ms, copyMs: copy.ms, values, cut: partition.frontier.map((tensor) => `[${tensor.dims}]`).join(' + ') };
+}
+
+function torchStep(model: string, seconds: number): { step_ms: number; step_cpu_ms: number; forward_ms: number; mode: string; torch: string } | string {
+  if (!existsSync('/usr/bin/python3') || spawnSync('/usr/bin/python3', ['-c', 'import torch, torchvision']).status !== 0) return 'skipped (Debian python3-torch / python3-torchvision not installed)';
+  const result = spawnSync('/usr/bin/python3', [join(ROOT, 'bench/torch_finetune_step.py'), join(SHARED, 'models/fixtures-src'), model, String(BATCH), String(THREADS), String(seconds)], {
+    encoding: 'utf8',
+    env: { ...process.env, ...TUNED_TORCH_ENV },
+  });
+  if (result.status !== 0) return `failed: ${result.stderr.trim().split('\n').pop() ?? ''}`;
+  return JSON.parse(result.stdout.trim().split('\n').pop()!);
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const std = (xs: number[]) => Math.sqrt(xs.reduce((s, x) => s + (x - mean(xs)) ** 2, 0) / Math.max(1, xs.length - 1));
+const meanStd = (xs: number[]) => `${mean(xs).toFixed(3)} ± ${std(xs).toFixed(3)}`;
+
+export async function fineTuneBench(): Promise<void> {
+  section(`Fine-tuning speed: one AdamW step of the last 2 blocks + linear head, batch ${BATCH}, ${THREADS} threads, same graph (BN folded) in both`);
+  for (const [model, torchName] of [
+    ['mobilenet-v2-random', 'mobilenet-v2'],
+    ['resnet-18-random', 'resnet-18'],
+  ] as const) {
+    // Interleaved (ours, PyTorch, ours, PyTorch) so both see the same load; each side's faster pass counts.
+    const ours = [];
+    const torch = [];
+    for (let pass = 0; pass < 2; pass++) {
+      ours.push(await ourStep(model, 2));
+      torch.push(torchStep(torchName, 2));
+    }
+    const fastest = ours.reduce((a, b) => (b.stepMs < a.stepMs ? b : a));
+    const step = fastest.stepMs;
+    const stepCpu = fastest.stepCpuMs;
+    const forward = fastest.forwardMs;
+    const first = ours[0]!;
+    line(`${model}: headstart step (cut ${first.cut}, ${(first.values / 1e6).toFixed(2)} M trained)`, `${step.toFixed(1)} ms`, `CPU ${stepCpu.toFixed(0)} ms`);
+    line(`${model}: headstart forward (same weights as inputs)`, `${forward.toFixed(1)} ms`, `backward+update ${(step - forward).toFixed(1)} ms`);
+    line(`${model}: backward+update throughput / forward throughput`, `${(forward / (step - forward)).toFixed(2)}`, '(target ≥ 0.33)');
+    line(`${model}: copying weights + moments once (JS memcpy)`, `${fastest.copyMs.toFixed(2)} ms`, 'outputs go back in as onnxruntime tensors, not copied in JS');
+    const measured = torch.filter((t): t is Exclude<typeof t, string> => typeof t !== 'string');
+    if (measured.length === 0) line(`${model}: PyTorch`, String(torch[0]));
+    else {
+      const torchFastest = measured.reduce((a, b) => (b.step_ms < a.step_ms ? b : a));
+      const torchStepMs = torchFastest.step_ms;
+      const torchCpu = torchFastest.step_cpu_ms;
+      line(`${model}: PyTorch ${torchFastest.torch} step (${torchFastest.mode}, tuned env)`, `${torchStepMs.toFixed(1)} ms`, `CPU ${torchCpu.toFixed(0)} ms, forward ${torchFastest.forward_ms.toFixed(1)} ms`);
+      line(`${model}: headstart step / PyTorch step`, `${(step / torchStepMs).toFixed(2)}×`, `(target ≤ 2; CPU time ${(stepCpu / torchCpu).toFixed(2)}×)`);
+    }
+  }
+
+  section(`Hymenoptera (245 train / 153 val), MobileNetV2 α=0.35: frozen-backbone head vs unfreezing the last 2 blocks, seeds ${SEEDS.join(', ')}`);
+  const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-bench-finetune-'));
+  for (const [label, augment, fineTune] of [
+    ['frozen backbone, linear head', 0, undefined],
+    ['unfreeze 2 (defaults)', 0, { unfreeze: 2 }],
+    ['frozen backbone, 4 augmented views', 4, undefined],
+    ['unfreeze 2, 4 augmented views', 4, { unfreeze: 2 }],
+  ] as const) {
+    const result = { accuracy: [] as number[], logLoss: [] as number[], seconds: [] as number[] };
+    for (const seed of SEEDS) {
+      const started = performance.now();
+      const classifier = await ImageClassifier.train({ data: await readImageFolder(HYMENOPTERA, { seed }), backbone: MOBILENET_035, cacheDir, seed, augment, fineTune });
+      result.seconds.push((performance.now() - started) / 1000);
+      result.accuracy.push(classifier.metrics.validation!.accuracy);
+      result.logLoss.push(classifier.metrics.validation!.logLoss);
+      await classifier.dispose();
+    }
+    line(`${label}: val accuracy`, meanStd(result.accuracy), `per seed ${result.accuracy.map((a) => a.toFixed(3)).join(', ')}`);
+    line(`${label}: val log loss`, meanStd(result.logLoss), `${mean(result.seconds).toFixed(1)} s per run`);
+  }
+
+  section('Small CNN from scratch on hymenoptera (64×64 pixels, 4 augmented views, early stopping on validation), seed 0');
+  const scratch = await trainScratchCnn(await readImageFolder(HYMENOPTERA, { seed: 0 }), { seed: 0 });
+  line('scratch CNN: val accuracy', scratch.metrics.validation.accuracy.toFixed(3), `${(scratch.parameters / 1e3).toFixed(0)} k weights, best epoch ${scratch.bestEpoch}/${scratch.history.length}, ${scratch.seconds.toFixed(0)} s`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await fineTuneBench();

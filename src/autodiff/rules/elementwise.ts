@@ -1,0 +1,160 @@
+/** Gradient rules of elementwise operators (NumPy broadcasting handled by `unbroadcast`). */
+import { attr, onnxDataType } from '../../backbones/tfjs/onnx-graph.js';
+import type { GradientRule, RuleContext } from '../rule.js';
+
+/** The dims the op's output has, for un-broadcasting its gradient into each input. */
+const outDims = (g: RuleContext) => g.dims(g.output(0));
+
+const add: GradientRule = (g) => {
+  const dy = g.dy()!;
+  return [g.needs(0) ? g.b.unbroadcast(dy, g.input(0), outDims(g)) : undefined, g.needs(1) ? g.b.unbroadcast(dy, g.input(1), outDims(g)) : undefined];
+};
+
+const sub: GradientRule = (g) => {
+  const dy = g.dy()!;
+  return [g.needs(0) ? g.b.unbroadcast(dy, g.input(0), outDims(g)) : undefined, g.needs(1) ? g.b.neg(g.b.unbroadcast(dy, g.input(1), outDims(g))) : undefined];
+};
+
+const mul: GradientRule = (g) => {
+  const dy = g.dy()!;
+  const [a, b] = [g.input(0), g.input(1)];
+  return [
+    g.needs(0) ? g.b.unbroadcast(g.b.mul(dy, b), a, outDims(g)) : undefined,
+    g.needs(1) ? g.b.unbroadcast(g.b.mul(dy, a), b, outDims(g)) : undefined,
+  ];
+};
+
+const div: GradientRule = (g) => {
+  const dy = g.dy()!;
+  const [a, b, y] = [g.input(0), g.input(1), g.output(0)];
+  return [
+    g.needs(0) ? g.b.unbroadcast(g.b.op('Div', [dy, b]), a, outDims(g)) : undefined,
+    // d(a/b)/db = −a/b² = −y/b
+    g.needs(1) ? g.b.unbroadcast(g.b.neg(g.b.op('Div', [g.b.mul(dy, y), b])), b, outDims(g)) : undefined,
+  ];
+};
+
+/** Sum of several inputs: each receives the (un-broadcast) output gradient. */
+const sum: GradientRule = (g) => g.node.inputs.map((input, i) => (g.needs(i) ? g.b.unbroadcast(g.dy()!, input, outDims(g)) : undefined));
+
+const pow: GradientRule = (g) => {
+  const dy = g.dy()!;
+  const [x, e, y] = [g.input(0), g.input(1), g.output(0)];
+  const exponent = g.b.dtype(e) === g.b.dtype(x) ? e : g.b.op('Cast', [e], { to: attr.int(dataTypeOf(g, x)) });
+  const grads: (string | undefined)[] = [undefined, undefined];
+  if (g.needs(0)) {
+    // d(xᵉ)/dx = e·x^(e−1)
+    const lowered = g.b.op('Pow', [x, g.b.op('Sub', [exponent, g.b.scalar(1, x)])]);
+    grads[0] = g.b.unbroadcast(g.b.mul(dy, g.b.mul(exponent, lowered)), x, outDims(g));
+  }
+  if (g.needs(1)) grads[1] = g.b.unbroadcast(g.b.mul(dy, g.b.mul(y, g.b.op('Log', [x]))), e, outDims(g));
+  return grads;
+};
+
+function dataTypeOf(g: RuleContext, tensor: string): number {
+  return onnxDataType(g.b.dtype(tensor));
+}
+
+const sqrt: GradientRule = (g) => [g.b.op('Div', [g.b.mul(g.dy()!, g.b.scalar(0.5, g.output(0))), g.output(0)])];
+
+const exp: GradientRule = (g) => [g.b.mul(g.dy()!, g.output(0))];
+
+const log: GradientRule = (g) => [g.b.op('Div', [g.dy()!, g.input(0)])];
+
+const neg: GradientRule = (g) => [g.b.neg(g.dy()!)];
+
+const identity: GradientRule = (g) => [g.dy()];
+
+/** Passes the gradient where `mask` holds, zero elsewhere. */
+function masked(g: RuleContext, mask: string): string {
+  return g.b.sameShape(g.b.op('Where', [mask, g.dy()!, g.b.scalar(0, g.dy()!)]), g.output(0));
+}
+
+const relu: GradientRule = (g) => [masked(g, g.b.op('Greater', [g.input(0), g.b.scalar(0, g.input(0))]))];
+
+/** Clip (ReLU6 among others): the gradient passes strictly inside (min, max), as for PyTorch's hardtanh. */
+const clip: GradientRule = (g) => {
+  const x = g.input(0);
+  const attributeMin = g.node.attributes['min'];
+  const attributeMax = g.node.attributes['max'];
+  const min = g.input(1) || (attributeMin?.kind === 'float' ? g.b.scalar(attributeMin.value, x) : '');
+  const max = g.input(2) || (attributeMax?.kind === 'float' ? g.b.scalar(attributeMax.value, x) : '');
+  const conditions = [min ? g.b.op('Greater', [x, min]) : '', max ? g.b.op('Less', [x, max]) : ''].filter((c) => c);
+  if (conditions.length === 0) return [g.dy()];
+  const mask = conditions.length === 1 ? conditions[0]! : g.b.op('And', conditions);
+  return [masked(g, mask)];
+};
+
+const leakyRelu: GradientRule = (g) => {
+  const x = g.input(0);
+  const slope = g.b.op('Where', [g.b.op('Greater', [x, g.b.scalar(0, x)]), g.b.scalar(1, x), g.b.scalar(g.float('alpha', 0.01), x)]);
+  return [g.b.mul(g.dy()!, slope)];
+};
+
+const sigmoid: GradientRule = (g) => {
+  const y = g.output(0);
+  return [g.b.mul(g.dy()!, g.b.mul(y, g.b.op('Sub', [g.b.scalar(1, y), y])))];
+};
+
+const tanh: GradientRule = (g) => {
+  const y = g.output(0);
+  return [g.b.mul(g.dy()!, g.b.op('Sub', [g.b.scalar(1, y), g.b.mul(y, y)]))];
+};
+
+/** erf′(x) = 2/√π · exp(−x²). */
+const erf: GradientRule = (g) => {
+  const x = g.input(0);
+  const gaussian = g.b.op('Exp', [g.b.neg(g.b.mul(x, x))]);
+  return [g.b.mul(g.dy()!, g.b.mul(gaussian, g.b.scalar(2 / Math.sqrt(Math.PI), x)))];
+};
+
+/** Dropout as exported for inference is the identity; training-mode dropout would need its mask. */
+const dropout: GradientRule = (g) => {
+  const trainingMode = g.input(2) ? g.b.graph.initializers.get(g.input(2)) : undefined;
+  if (g.input(2) && (!trainingMode || Array.from(trainingMode.data, Number).some((v) => v !== 0))) throw g.fail('training-mode Dropout is not supported');
+  return [g.dy()];
+};
+
+const cast: GradientRule = (g) => {
+  const x = g.input(0);
+  const dtype = g.b.dtype(x);
+  if (dtype !== 'float32' && dtype !== 'float64') return [undefined];
+  return [g.b.sameShape(g.b.op('Cast', [g.dy()!], { to: attr.int(dataTypeOf(g, x)) }), x)];
+};
+
+const where: GradientRule = (g) => {
+  const dy = g.dy()!;
+  const [condition, a, b] = [g.input(0), g.input(1), g.input(2)];
+  const zero = g.b.scalar(0, dy);
+  return [
+    undefined,
+    g.needs(1) ? g.b.unbroadcast(g.b.op('Where', [condition, dy, zero]), a, outDims(g)) : undefined,
+    g.needs(2) ? g.b.unbroadcast(g.b.op('Where', [condition, zero, dy]), b, outDims(g)) : undefined,
+  ];
+};
+
+const expand: GradientRule = (g) => [g.b.unbroadcast(g.dy()!, g.input(0), outDims(g)), undefined];
+
+export const ELEMENTWISE_RULES: Record<string, GradientRule> = {
+  Add: add,
+  Sub: sub,
+  Mul: mul,
+  Div: div,
+  Sum: sum,
+  Pow: pow,
+  Sqrt: sqrt,
+  Exp: exp,
+  Log: log,
+  Neg: neg,
+  Identity: identity,
+  Relu: relu,
+  Clip: clip,
+  LeakyRelu: leakyRelu,
+  Sigmoid: sigmoid,
+  Tanh: tanh,
+  Erf: erf,
+  Dropout: dropout,
+  Cast: cast,
+  Where: where,
+  Expand: expand,
+};

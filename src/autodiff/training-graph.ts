@@ -1,0 +1,268 @@
+/**
+ * Training as inference: one ONNX graph computes the forward pass, the softmax cross-entropy loss,
+ * every gradient and the optimiser update. Its inputs are the batch, the soft targets, the
+ * trainable weights and the optimiser state (plus the learning rate and step number); its outputs
+ * are the loss, the logits, and the updated weights and state, which the caller feeds back.
+ * Frozen weights stay initializers (constants onnxruntime can pre-pack).
+ */
+import { attr, encodeModel, type GraphNode, type OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
+import { modelError } from '../util/errors.js';
+import { GraphBuilder } from './builder.js';
+import { addGradients } from './gradients.js';
+import { graphLike } from './partition.js';
+import type { TensorInfoMap } from './tensor-info.js';
+
+export interface ParamSpec {
+  /** An initializer of the forward graph. */
+  name: string;
+  /** Multiplies the learning rate (discriminative learning rates); default 1. */
+  lrScale?: number;
+  /** Apply weight decay (default: for tensors of rank ≥ 2, i.e. not biases or norm scales). */
+  decay?: boolean;
+}
+
+/** torch.optim.AdamW and torch.optim.SGD (momentum, coupled L2 weight decay, no dampening), step for step. */
+export type OptimizerSpec =
+  | { kind: 'adamw'; weightDecay: number; beta1?: number; beta2?: number; epsilon?: number }
+  | { kind: 'sgd'; weightDecay: number; momentum: number };
+
+export interface TrainingGraphSpec {
+  /** Forward graph: its inputs are the batch tensors, `logits` is [batch, classes]. */
+  graph: OnnxGraph;
+  info: TensorInfoMap;
+  logits: string;
+  params: ParamSpec[];
+  optimizer: OptimizerSpec;
+  origin: string;
+  /** Also output each parameter's gradient (for checks against other frameworks). */
+  outputGradients?: boolean;
+  /**
+   * BatchNormalization in the graph: 'frozen' (default) keeps the running statistics and trains
+   * γ and β; 'update' normalises with batch statistics while training, as torch's train mode does,
+   * and updates the running statistics (momentum 0.1, unbiased variance) for evaluation.
+   */
+  batchNormStatistics?: 'frozen' | 'update';
+}
+
+/** A tensor the step updates without the optimiser (BatchNorm running statistics). */
+export interface TrainingBuffer {
+  name: string;
+  dims: number[];
+  input: string;
+  output: string;
+}
+
+export interface TrainableParam {
+  name: string;
+  dims: number[];
+  /** Graph input and output carrying the weight into and out of a step. */
+  input: string;
+  output: string;
+  /**
+   * Optimiser state tensors, same dims as the weight: Adam's moments scaled by 1/(1 − β) (see
+   * `buildTrainingGraph`), or SGD's momentum buffer.
+   */
+  state: { input: string; output: string }[];
+  /** Output carrying the loss gradient, when requested. */
+  gradient?: string;
+}
+
+export interface TrainingGraph {
+  /** Serialised step graph. */
+  step: Uint8Array;
+  /** Serialised forward graph with the weights as inputs; output `logits`. */
+  evaluation: Uint8Array;
+  batchInputs: { name: string; dims: number[] }[];
+  targets: string;
+  learningRate: string;
+  stepNumber: string;
+  loss: string;
+  logits: string;
+  evaluationLogits: string;
+  params: TrainableParam[];
+  /** Running statistics the step updates (empty unless `batchNormStatistics: 'update'`). */
+  buffers: TrainingBuffer[];
+  classes: number;
+}
+
+/** torch.nn.BatchNorm2d's default momentum for the running statistics. */
+export const BATCH_NORM_MOMENTUM = 0.1;
+
+const ADAM_DEFAULTS = { beta1: 0.9, beta2: 0.999, epsilon: 1e-8 };
+
+/** A copy of `source` whose initializers named in `asInputs` are graph inputs instead. */
+function withInitializersAsInputs(source: OnnxGraph, asInputs: string[], info: TensorInfoMap, origin: string): OnnxGraph {
+  const graph = graphLike(source);
+  graph.inputs.push(...source.inputs);
+  const fed = new Set(asInputs);
+  for (const [name, initializer] of source.initializers) if (!fed.has(name)) graph.initializers.set(name, initializer);
+  for (const name of asInputs) {
+    const initializer = source.initializers.get(name);
+    if (initializer?.dtype !== 'float32') throw modelError(`${name} is not a float32 initializer of the graph`, origin);
+    graph.inputs.push({ name, shape: [...initializer.dims], dtype: 'float32' });
+    info.set(name, { dtype: 'float32', dims: [...initializer.dims] });
+  }
+  graph.nodes.push(...source.nodes.map((node) => ({ ...node, inputs: [...node.inputs], outputs: [...node.outputs], attributes: { ...node.attributes } })));
+  return graph;
+}
+
+export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
+  const { origin, logits } = spec;
+  const info: TensorInfoMap = new Map(spec.info);
+  const logitDims = info.get(logits)?.dims;
+  if (!logitDims || logitDims.length !== 2 || !(logitDims[1]! > 0)) throw modelError(`the logits ${logits} must be [batch, classes], got [${logitDims}]`, origin);
+  const classes = logitDims[1]!;
+  const batchInputs = spec.graph.inputs.map((input) => ({ name: input.name, dims: input.shape }));
+
+  const batchNorms = spec.batchNormStatistics === 'update' ? spec.graph.nodes.filter((node) => node.op === 'BatchNormalization') : [];
+  const statistics = [...new Set(batchNorms.flatMap((node) => node.inputs.slice(3, 5)))];
+  const fed = [...spec.params.map((param) => param.name), ...statistics];
+
+  const evaluation = withInitializersAsInputs(spec.graph, fed, new Map(info), origin);
+  evaluation.outputs = [{ name: logits, shape: [-1, classes] }];
+
+  const graph = withInitializersAsInputs(spec.graph, fed, info, origin);
+  const b = new GraphBuilder(graph, info, 'train/');
+  const buffers = batchNorms.flatMap((node) => batchStatisticsForm(b, node, origin));
+  const targets = graph.addInput('targets', [-1, classes], 'float32');
+  info.set(targets, { dtype: 'float32', dims: [-1, classes] });
+  const learningRate = graph.addInput('learning_rate', [], 'float32');
+  const stepNumber = graph.addInput('step_number', [], 'float32');
+  info.set(learningRate, { dtype: 'float32', dims: [] });
+  info.set(stepNumber, { dtype: 'float32', dims: [] });
+
+  // Mean over the batch of −Σₖ tₖ·log softmax(z)ₖ: cross-entropy against (possibly smoothed) targets.
+  const logProbabilities = b.op('LogSoftmax', [logits], { axis: attr.int(1) }, 'log_probabilities', [-1, classes]);
+  const perExample = b.op('ReduceSum', [b.op('Mul', [logProbabilities, targets], {}, 'weighted', [-1, classes]), b.int64s([1])], { keepdims: attr.int(0) }, 'log_likelihood', [-1]);
+  const loss = b.op('Neg', [b.op('ReduceMean', [perExample], { axes: attr.ints([0]), keepdims: attr.int(0) }, 'mean_log_likelihood', [])], {}, 'loss', []);
+
+  const gradients = addGradients(graph, info, { loss, wrt: spec.params.map((param) => param.name), origin });
+
+  const o = b;
+  const params: TrainableParam[] = [];
+  const scaledRates = new Map<number, string>();
+  const rateFor = (scale: number) => {
+    let rate = scaledRates.get(scale);
+    if (!rate) {
+      rate = scale === 1 ? learningRate : o.op('Mul', [learningRate, o.scalar(scale, 'float32')], {}, 'scaled_learning_rate', []);
+      scaledRates.set(scale, rate);
+    }
+    return rate;
+  };
+  const optimizer = spec.optimizer;
+  const adam = optimizer.kind === 'adamw' ? { ...ADAM_DEFAULTS, ...optimizer } : undefined;
+  // The moments are kept scaled, m̃ = m/(1 − β₁) and ṽ = v/(1 − β₂), so each update is one
+  // multiply-add per moment; with the bias corrections c₁ = 1 − β₁ᵗ and c₂ = √(1 − β₂ᵗ), torch's
+  // step lr·(m/c₁)/(√v/c₂ + ε) equals s·m̃/(√ṽ + ε′) with the scalars s = lr·(1 − β₁)·c₂/(c₁·√(1 − β₂))
+  // and ε′ = ε·c₂/√(1 − β₂): the same value in fewer passes over every weight.
+  let correctedEpsilon = '';
+  let stepScale = '';
+  if (adam) {
+    const firstCorrection = o.op('Sub', [o.scalar(1, 'float32'), o.op('Pow', [o.scalar(adam.beta1, 'float32'), stepNumber])], {}, 'bias_correction1', []);
+    const secondCorrection = o.op('Sqrt', [o.op('Sub', [o.scalar(1, 'float32'), o.op('Pow', [o.scalar(adam.beta2, 'float32'), stepNumber])])], {}, 'bias_correction2_sqrt', []);
+    const varianceScale = Math.sqrt(1 - adam.beta2);
+    correctedEpsilon = o.op('Mul', [o.scalar(adam.epsilon / varianceScale, 'float32'), secondCorrection], {}, 'corrected_epsilon', []);
+    stepScale = o.op('Mul', [o.op('Div', [secondCorrection, firstCorrection]), o.scalar((1 - adam.beta1) / varianceScale, 'float32')], {}, 'step_scale', []);
+  }
+
+  for (const param of spec.params) {
+    const dims = info.get(param.name)!.dims!;
+    const grad = gradients.get(param.name)!;
+    const decay = (param.decay ?? dims.length >= 2) && optimizer.weightDecay > 0;
+    const rate = rateFor(param.lrScale ?? 1);
+    const stateInput = (suffix: string) => {
+      const name = graph.addInput(`${param.name}/${suffix}`, dims, 'float32');
+      info.set(name, { dtype: 'float32', dims });
+      return name;
+    };
+    let updated: string;
+    const state: TrainableParam['state'] = [];
+    if (adam) {
+      const m = stateInput('adam_m_scaled');
+      const v = stateInput('adam_v_scaled');
+      const mNext = o.op('Add', [o.mul(m, o.scalar(adam.beta1, 'float32')), grad], {}, `${param.name}/m`, dims);
+      const vNext = o.op('Add', [o.mul(v, o.scalar(adam.beta2, 'float32')), o.mul(grad, grad)], {}, `${param.name}/v`, dims);
+      const denominator = o.op('Add', [o.op('Sqrt', [vNext]), correctedEpsilon]);
+      const stepSize = o.op('Mul', [rate, stepScale], {}, 'step_size', []);
+      const update = o.op('Div', [o.mul(mNext, stepSize), denominator]);
+      // Decoupled decay first, as torch.optim.AdamW: θ ← θ·(1 − lr·λ) − step.
+      const decayed = decay ? o.mul(param.name, o.op('Sub', [o.scalar(1, 'float32'), o.mul(rate, o.scalar(optimizer.weightDecay, 'float32'))])) : param.name;
+      updated = o.op('Sub', [decayed, update], {}, `${param.name}/updated`, dims);
+      state.push({ input: m, output: mNext }, { input: v, output: vNext });
+    } else {
+      const sgd = optimizer as Extract<OptimizerSpec, { kind: 'sgd' }>;
+      const buffer = stateInput('momentum');
+      const regularised = decay ? o.op('Add', [grad, o.mul(param.name, o.scalar(sgd.weightDecay, 'float32'))]) : grad;
+      const bufferNext = o.op('Add', [o.mul(buffer, o.scalar(sgd.momentum, 'float32')), regularised], {}, `${param.name}/momentum`, dims);
+      updated = o.op('Sub', [param.name, o.mul(rate, bufferNext)], {}, `${param.name}/updated`, dims);
+      state.push({ input: buffer, output: bufferNext });
+    }
+    params.push({ name: param.name, dims, input: param.name, output: updated, state, ...(spec.outputGradients ? { gradient: grad } : {}) });
+  }
+  graph.outputs = [
+    { name: loss, shape: [] },
+    { name: logits, shape: [-1, classes] },
+    ...buffers.map((buffer) => ({ name: buffer.output, shape: buffer.dims })),
+    ...params.flatMap((param) => [param.output, ...param.state.map((s) => s.output), ...(param.gradient ? [param.gradient] : [])].map((name) => ({ name, shape: param.dims }))),
+  ];
+  const producer = { producer: 'headstart autodiff' };
+  return {
+    step: encodeModel(graph, 'training_step', `training step: forward, cross-entropy, gradients, ${optimizer.kind} update`, producer),
+    evaluation: encodeModel(evaluation, 'evaluation', 'forward pass with the weights as inputs', producer),
+    batchInputs,
+    targets,
+    learningRate,
+    stepNumber,
+    loss,
+    logits,
+    evaluationLogits: logits,
+    params,
+    buffers,
+    classes,
+  };
+}
+
+/**
+ * Replaces an inference BatchNormalization node (in place, keeping its output name) by the
+ * train-mode computation: normalise with the batch's mean and (biased) variance over every axis
+ * but the channels, and output the running statistics updated with momentum 0.1 and the unbiased
+ * variance, as torch.nn.BatchNorm2d does in train mode. Gradients then flow through the batch
+ * statistics, by the rules of the operators used.
+ */
+function batchStatisticsForm(b: GraphBuilder, node: GraphNode, origin: string): TrainingBuffer[] {
+  const graph = b.graph;
+  const [x, scale, bias, mean, variance] = node.inputs as [string, string, string, string, string];
+  const dims = b.dims(x);
+  const channels = b.dims(scale)?.[0];
+  if (!dims || !channels) throw modelError(`BatchNormalization node "${node.name}": shapes unknown`, origin);
+  const epsilon = node.attributes['epsilon']?.kind === 'float' ? node.attributes['epsilon'].value : 1e-5;
+  const rank = dims.length;
+  const axes = [0, ...Array.from({ length: rank - 2 }, (_, i) => i + 2)];
+  const keptDims = dims.map((size, axis) => (axes.includes(axis) ? 1 : size));
+  const perChannelShape = b.int64s([channels, ...new Array<number>(rank - 2).fill(1)]);
+  const before = graph.nodes.length;
+  const batchMean = b.op('ReduceMean', [x], { axes: attr.ints(axes), keepdims: attr.int(1) }, `${node.name}/batch_mean`, keptDims);
+  const centered = b.op('Sub', [x, batchMean], {}, `${node.name}/centered`, dims);
+  const batchVariance = b.op('ReduceMean', [b.op('Mul', [centered, centered], {}, `${node.name}/squared`, dims)], { axes: attr.ints(axes), keepdims: attr.int(1) }, `${node.name}/batch_variance`, keptDims);
+  const std = b.op('Sqrt', [b.op('Add', [batchVariance, b.scalar(epsilon, x)], {}, `${node.name}/variance_eps`, keptDims)], {}, `${node.name}/std`, keptDims);
+  const normalized = b.op('Div', [centered, std], {}, `${node.name}/normalized`, dims);
+  const scaled = b.op('Mul', [normalized, b.op('Reshape', [scale, perChannelShape], {}, `${node.name}/scale`, [channels, ...new Array<number>(rank - 2).fill(1)])], {}, `${node.name}/scaled`, dims);
+  const shift = b.op('Reshape', [bias, perChannelShape], {}, `${node.name}/shift`, [channels, ...new Array<number>(rank - 2).fill(1)]);
+  // Running statistics: (1 − m)·running + m·batch, the variance unbiased by n/(n − 1), n = values per channel.
+  const count = b.op('Div', [b.op('CastLike', [b.op('Size', [x]), x]), b.scalar(channels, x)], {}, `${node.name}/count`, []);
+  const unbias = b.op('Div', [count, b.op('Sub', [count, b.scalar(1, x)])], {}, `${node.name}/unbias`, []);
+  const flat = (t: string) => b.op('Reshape', [t, b.int64s([channels])], {}, `${t}/flat`, [channels]);
+  const update = (running: string, batch: string) =>
+    b.op('Add', [b.op('Mul', [running, b.scalar(1 - BATCH_NORM_MOMENTUM, x)]), b.op('Mul', [batch, b.scalar(BATCH_NORM_MOMENTUM, x)])], {}, `${running}/updated`, [channels]);
+  const meanNext = update(mean, flat(batchMean));
+  const varianceNext = update(variance, b.op('Mul', [flat(batchVariance), unbias]));
+  // The output keeps the node's name, so everything downstream reads the train-mode value.
+  const added = graph.nodes.splice(before);
+  added.push({ name: graph.uniqueName(`${node.name}/train_mode`), op: 'Add', inputs: [scaled, shift], outputs: [node.outputs[0]!], attributes: {} });
+  const at = graph.nodes.findIndex((candidate) => candidate.name === node.name);
+  graph.nodes.splice(at, 1, ...added);
+  return [
+    { name: mean, dims: [channels], input: mean, output: meanNext },
+    { name: variance, dims: [channels], input: variance, output: varianceNext },
+  ];
+}
