@@ -1,0 +1,76 @@
+import { basename, resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import { Classifier } from '../classifier/classifier.js';
+import { compareOnLabelled, exportClassifier, type LabelledComparison } from '../export/onnx-export.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { cacheDirOf, emit, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+
+interface ExportCommandOptions extends GlobalOptions {
+  format: 'onnx';
+  out?: string;
+  quantize?: 'int8';
+  evaluate?: string;
+}
+
+export function exportCommand(): Command {
+  return withCommonOptions(
+    new Command('export')
+      .description('write the model as one ONNX file (backbone + head + softmax, labels in its metadata) that runs without headstart')
+      .argument('<model>', 'a model folder written by `headstart train`')
+      .addOption(new Option('--format <format>', 'file format').choices(['onnx']).default('onnx'))
+      .option('-o, --out <file>', 'where to write it (default: <model>.onnx, or <model>.int8.onnx)')
+      .addOption(new Option('--quantize <scheme>', 'store Conv/MatMul/Gemm weights as int8 (per-channel scales): ~4× smaller').choices(['int8']))
+      .option('--evaluate <data>', 'labelled data to compare the exported file with the library on (accuracy and its drop)'),
+  ).action(async (model: string, options: ExportCommandOptions) => {
+    const reporter = reporterFor(options);
+    const out = resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}${options.quantize ? `.${options.quantize}` : ''}.onnx`);
+    const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter });
+    try {
+      const task = reporter.task(`exporting ${basename(model)}`, 1, 'models');
+      const result = await exportClassifier(classifier, { quantize: options.quantize });
+      await writeFileAtomic(out, result.onnx);
+      task.done(megabytes(result.onnx.byteLength));
+      let evaluation: LabelledComparison | undefined;
+      if (options.evaluate) {
+        const { items } = await classifier.adapter.readLabelled(options.evaluate, classifier.labels);
+        evaluation = await compareOnLabelled(classifier, result.onnx, items, reporter);
+      }
+      const { input, output } = result.metadata;
+      emit(
+        options,
+        { file: out, bytes: result.onnx.byteLength, metadata: result.metadata, quantization: result.quantization, check: result.check, evaluation: evaluation ?? null },
+        () =>
+          [
+            `${out} (${megabytes(result.onnx.byteLength)}, ${result.quantization ? 'int8 weights' : 'fp32'})`,
+            ...(input.kind === 'image'
+              ? [`  input   ${input.name}: uint8 [batch, ${input.height}, ${input.width}, 3] RGB; ${describeResize(input)}`]
+              : [`  input   ${input.idsName}, ${input.maskName}: int64 [batch, tokens] from the embedded tokenizer, at most ${input.maxLength} tokens`]),
+            `  output  ${output.name}: float32 [batch, ${output.classes}] probabilities of ${classifier.labels.join(', ')}`,
+            `  check   max |Δp| against the library ${result.check.maxAbsDifference.toExponential(1)} on ${result.check.inputs} probe ${result.metadata.input.kind === 'image' ? 'images' : 'texts'}`,
+            ...(result.quantization
+              ? [`  int8    ${result.quantization.tensors} weight tensors, ${megabytes(result.quantization.floatBytes)} → ${megabytes(result.quantization.int8Bytes)}`]
+              : []),
+            ...(evaluation
+              ? [
+                  `  ${options.evaluate} (${evaluation.inputs} ${classifier.adapter.noun}): accuracy ${evaluation.libraryAccuracy.toFixed(3)} library, ` +
+                    `${evaluation.exportedAccuracy.toFixed(3)} exported (drop ${evaluation.accuracyDrop.toFixed(3)}); ` +
+                    `same top-1 on ${(evaluation.top1Agreement * 100).toFixed(1)} %, max |Δp| ${evaluation.maxAbsDifference.toExponential(1)}`,
+                ]
+              : []),
+          ].join('\n'),
+      );
+    } finally {
+      await classifier.dispose();
+    }
+  });
+}
+
+function megabytes(bytes: number): string {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+function describeResize(input: { resize: string; shortestEdge?: number; width: number; height: number; interpolation: string }): string {
+  if (input.resize === 'stretch') return `resize (${input.interpolation}) to ${input.width}×${input.height}`;
+  if (input.resize === 'center-square-crop') return `centre crop to the aspect, resize (${input.interpolation}) to ${input.width}×${input.height}`;
+  return `resize (${input.interpolation}) the shortest edge to ${input.shortestEdge}, centre crop ${input.width}×${input.height}`;
+}

@@ -1,0 +1,67 @@
+import { readFile } from 'node:fs/promises';
+import { createSession, ort } from '../backbones/onnx-session.js';
+import { dataError, modelError, messageOf } from '../util/errors.js';
+import { padTokenIds, parseExportMetadata, readOnnxMetadata, type ExportMetadata } from '../web/format.js';
+
+/**
+ * An exported classifier run with onnxruntime-node, fed as any consumer would feed it (pixels, or
+ * token ids): used by the export's own checks and its accuracy comparison.
+ */
+export class ExportedModel {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly metadata: ExportMetadata,
+  ) {}
+
+  static async load(model: string | Uint8Array, threads?: number): Promise<ExportedModel> {
+    const origin = typeof model === 'string' ? model : 'exported model';
+    const bytes = typeof model === 'string' ? await readFile(model) : model;
+    let metadata: ExportMetadata;
+    try {
+      metadata = parseExportMetadata(readOnnxMetadata(bytes));
+    } catch (error) {
+      throw modelError(messageOf(error), origin, error);
+    }
+    return new ExportedModel(await createSession(bytes, origin, threads), metadata);
+  }
+
+  get labels(): string[] {
+    return this.metadata.labels;
+  }
+
+  /** Probabilities (batch × classes) for uint8 RGB images already at the input size (HWC). */
+  async probabilities(images: Uint8Array[]): Promise<Float32Array> {
+    const input = this.metadata.input;
+    if (input.kind !== 'image') throw modelError('this export takes token ids, not pixels');
+    const { width, height, name } = input;
+    const size = width * height * 3;
+    const batch = new Uint8Array(images.length * size);
+    images.forEach((pixels, i) => {
+      if (pixels.length !== size) throw dataError(`expected ${width}×${height} RGB pixels (${size} bytes), got ${pixels.length} bytes`);
+      batch.set(pixels, i * size);
+    });
+    return this.run({ [name]: new ort.Tensor('uint8', batch, [images.length, height, width, 3]) });
+  }
+
+  /** Probabilities for token id sequences (special tokens included), padded here. */
+  async probabilitiesOfTokens(sequences: number[][]): Promise<Float32Array> {
+    const input = this.metadata.input;
+    if (input.kind !== 'text') throw modelError('this export takes pixels, not token ids');
+    const { ids, mask, length } = padTokenIds(sequences, input.padId);
+    const dims = [sequences.length, length];
+    return this.run({ [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) });
+  }
+
+  private async run(feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
+    const outputName = this.metadata.output.name;
+    const result = await this.session.run(feeds, [outputName]);
+    const output = result[outputName]!;
+    const probabilities = (output.data as Float32Array).slice();
+    output.dispose?.();
+    return probabilities;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}

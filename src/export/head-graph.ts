@@ -1,0 +1,226 @@
+/**
+ * The nodes an export adds around a backbone graph: pixel scaling in front, then pooling, the
+ * trained head (standardisation, weights, calibration temperature) and a softmax behind. Built on
+ * the converter's `OnnxGraph`; `onnx-export.ts` splices the result into the backbone's graph.
+ */
+import type { ImagePreprocessing } from '../backbones/image-preprocessing.js';
+import type { Pooling } from '../backbones/onnx-session.js';
+import { attr, type OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
+import type { Activation } from '../heads/activation.js';
+import type { HeadState } from '../heads/head.js';
+import { DISTANCE_EPSILON, KNN_VOTE_SMOOTHING } from '../heads/knn.js';
+import { modelError } from '../util/errors.js';
+
+/** ONNX data type numbers used by Cast. */
+const FLOAT = 1;
+
+/** Every ONNX operator emitted here exists in this form from opset 13; reductions switch form at 13/18. */
+export const MIN_EXPORT_OPSET = 13;
+
+export class HeadGraphBuilder {
+  constructor(
+    private readonly graph: OnnxGraph,
+    /** The backbone's default-domain opset: the added nodes must be valid in it. */
+    private readonly opset: number,
+    /** Prefix of every name added, chosen not to clash with the backbone's names. */
+    private readonly prefix: string,
+  ) {}
+
+  private name(hint: string): string {
+    return `${this.prefix}${hint}`;
+  }
+
+  private node(op: string, inputs: string[], hint: string, attributes: Parameters<OnnxGraph['addNode']>[2] = {}): string {
+    return this.graph.addNode(op, inputs, attributes, this.name(hint));
+  }
+
+  private floats(hint: string, dims: number[], data: Float32Array): string {
+    return this.graph.addFloatInitializer(this.name(hint), dims, data);
+  }
+
+  private scalar(hint: string, value: number): string {
+    return this.graph.addScalar(this.name(hint), value);
+  }
+
+  private int64s(hint: string, values: number[]): string {
+    return this.graph.addInt64Initializer(this.name(hint), values);
+  }
+
+  /** ReduceX over `axes`; the axes moved from an attribute to an input (ReduceSum at 13, the others at 18). */
+  private reduce(op: 'ReduceMean' | 'ReduceSum' | 'ReduceSumSquare', input: string, axes: number[], keepdims: boolean, hint: string): string {
+    const axesAsInput = op === 'ReduceSum' ? this.opset >= 13 : this.opset >= 18;
+    const keep = { keepdims: attr.int(keepdims ? 1 : 0) };
+    return axesAsInput
+      ? this.node(op, [input, this.int64s(`${hint}/axes`, axes)], hint, keep)
+      : this.node(op, [input], hint, { ...keep, axes: attr.ints(axes) });
+  }
+
+  /**
+   * uint8 RGB pixels [batch, h, w, 3] → the float tensor the backbone takes, computed as
+   * `toTensor` does: pixel × (rescale / std) − mean / std, transposed to NCHW when needed.
+   */
+  pixelsToTensor(pixels: string, pre: ImagePreprocessing): string {
+    const cast = this.node('Cast', [pixels], 'pixels_float', { to: attr.int(FLOAT) });
+    const scale = Float32Array.from([0, 1, 2], (c) => pre.rescale / pre.std[c]!);
+    const shift = Float32Array.from([0, 1, 2], (c) => pre.mean[c]! / pre.std[c]!);
+    const scaled = this.node('Mul', [cast, this.floats('pixel_scale', [3], scale)], 'pixels_scaled');
+    const shifted = this.node('Sub', [scaled, this.floats('pixel_shift', [3], shift)], 'pixels_normalised');
+    return pre.layout === 'NCHW' ? this.node('Transpose', [shifted], 'pixels_nchw', { perm: attr.ints([0, 3, 1, 2]) }) : shifted;
+  }
+
+  /** A backbone output → one feature row per input, as `poolOutput` computes it. */
+  pool(output: string, pooling: Pooling): string {
+    let pooled = output;
+    // spatial-mean is chosen for NCHW feature maps, the token poolings for [batch, tokens, dim].
+    if (pooling === 'spatial-mean') pooled = this.reduce('ReduceMean', output, [2, 3], false, 'pooled');
+    if (pooling === 'token-mean') pooled = this.reduce('ReduceMean', output, [1], false, 'pooled');
+    if (pooling === 'first-token') pooled = this.node('Gather', [output, this.int64s('first_token', [0])], 'pooled', { axis: attr.int(1) });
+    return this.node('Flatten', [pooled], 'features', { axis: attr.int(1) });
+  }
+
+  /** int64 zeros shaped like `like` (token_type_ids for encoders that take them: one segment). */
+  zerosLike(like: string): string {
+    const shape = this.node('Shape', [like], 'token_shape');
+    return this.node('ConstantOfShape', [shape], 'zeros', { value: attr.tensor({ dtype: 'int64', dims: [1], data: BigInt64Array.of(0n) }) });
+  }
+
+  /**
+   * Token vectors [batch, tokens, dim] → one row per text, as the text backbone pools them: the mean
+   * over the attention mask (count floored at 1e-9, as sentence-transformers does), the first
+   * token, or the output as it is; then optionally L2-normalised.
+   */
+  poolTokens(hidden: string, mask: string, pooling: 'mean' | 'cls' | 'none', normalize: boolean): string {
+    let pooled: string;
+    if (pooling === 'mean') {
+      const weights = this.node('Cast', [mask], 'mask_float', { to: attr.int(FLOAT) });
+      const masked = this.node('Mul', [hidden, this.node('Unsqueeze', [weights, this.int64s('mask_axis', [2])], 'mask_3d')], 'masked_tokens');
+      const sums = this.reduce('ReduceSum', masked, [1], false, 'token_sums');
+      const counts = this.node('Max', [this.reduce('ReduceSum', weights, [1], true, 'token_counts'), this.scalar('min_count', 1e-9)], 'token_counts_floor');
+      pooled = this.node('Div', [sums, counts], 'mean_tokens');
+    } else if (pooling === 'cls') {
+      pooled = this.node('Gather', [hidden, this.int64s('first_token', [0])], 'first_token_vector', { axis: attr.int(1) });
+    } else {
+      pooled = hidden;
+    }
+    const features = this.node('Flatten', [pooled], 'text_features', { axis: attr.int(1) });
+    return normalize ? this.unitRows(features) : features;
+  }
+
+  /**
+   * Features → logits / temperature, for every head type. The temperature divides the last linear
+   * map's weights and bias (linear, MLP, centroid) or the log-shares (k-NN), so softmax of the
+   * result is the calibrated probability.
+   */
+  head(features: string, state: HeadState, temperature: number): string {
+    const config = state.config as { dim: number; numClasses: number; standardize: boolean };
+    const tensor = (name: string) => {
+      const found = state.tensors[name];
+      if (!found) throw modelError(`the ${state.type} head has no tensor "${name}"`);
+      return found.data;
+    };
+    const z = config.standardize
+      ? this.node('Div', [this.node('Sub', [features, this.floats('feature_mean', [config.dim], tensor('mean'))], 'centred'), this.floats('feature_std', [config.dim], tensor('std'))], 'standardised')
+      : features;
+    const { dim, numClasses } = config;
+    switch (state.type) {
+      case 'linear':
+        return this.gemm(z, tensor('weight'), tensor('bias'), numClasses, dim, 1 / temperature, 'logits');
+      case 'mlp': {
+        const hidden = state.config.hiddenUnits as number;
+        const pre = this.gemm(z, tensor('hiddenWeight'), tensor('hiddenBias'), hidden, dim, 1, 'hidden');
+        const activated = this.activation(pre, state.config.activation as Activation);
+        return this.gemm(activated, tensor('outputWeight'), tensor('outputBias'), numClasses, hidden, 1 / temperature, 'logits');
+      }
+      case 'centroid':
+        return this.centroid(z, tensor('centroids'), dim, numClasses, state.config.scale as number, temperature);
+      case 'knn':
+        return this.knn(z, tensor('references'), tensor('referenceLabels'), dim, numClasses, state.config.k as number, temperature);
+      default:
+        throw modelError(`cannot export a head of type "${(state as { type: string }).type}"`);
+    }
+  }
+
+  softmax(logits: string): string {
+    return this.node('Softmax', [logits], 'probabilities', { axis: attr.int(1) });
+  }
+
+  /** x · Wᵀ·s + b·s for W `rows×cols` (row-major, as heads store it); the scale is folded in float64 before rounding. */
+  private gemm(x: string, weight: Float32Array, bias: Float32Array, rows: number, cols: number, scale: number, hint: string): string {
+    const w = scale === 1 ? weight : Float32Array.from(weight, (v) => v * scale);
+    const b = scale === 1 ? bias : Float32Array.from(bias, (v) => v * scale);
+    return this.node('Gemm', [x, this.floats(`${hint}_weight`, [rows, cols], w), this.floats(`${hint}_bias`, [rows], b)], hint, { transB: attr.int(1) });
+  }
+
+  private activation(x: string, kind: Activation): string {
+    if (kind === 'relu') return this.node('Relu', [x], 'hidden_relu');
+    // The tanh approximation, as activation.ts computes it: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    const cube = this.node('Mul', [this.node('Mul', [x, x], 'gelu_square'), x], 'gelu_cube');
+    const inner = this.node('Add', [x, this.node('Mul', [cube, this.scalar('gelu_a', 0.044715)], 'gelu_cubic_term')], 'gelu_inner');
+    const tanh = this.node('Tanh', [this.node('Mul', [inner, this.scalar('gelu_c', Math.sqrt(2 / Math.PI))], 'gelu_scaled')], 'gelu_tanh');
+    const gate = this.node('Mul', [this.node('Add', [tanh, this.scalar('one', 1)], 'gelu_one_plus'), this.scalar('half', 0.5)], 'gelu_gate');
+    return this.node('Mul', [x, gate], 'hidden_gelu');
+  }
+
+  /** Rows divided by their L2 norm; a zero row stays zero (the heads give it similarity 0). */
+  private unitRows(x: string): string {
+    const norm = this.node('Sqrt', [this.reduce('ReduceSumSquare', x, [1], true, 'sum_squares')], 'norm');
+    return this.node('Div', [x, this.node('Max', [norm, this.scalar('tiny', 1e-30)], 'norm_floor')], 'unit');
+  }
+
+  /** scale × cosine to each class centroid; a class without centroid gets −scale, as in CentroidHead. */
+  private centroid(z: string, centroids: Float32Array, dim: number, numClasses: number, scale: number, temperature: number): string {
+    const factor = scale / temperature;
+    const transposed = new Float32Array(dim * numClasses);
+    const offset = new Float32Array(numClasses);
+    for (let c = 0; c < numClasses; c++) {
+      let present = false;
+      for (let j = 0; j < dim; j++) {
+        const value = centroids[c * dim + j]!;
+        if (value !== 0) present = true;
+        transposed[j * numClasses + c] = value * factor;
+      }
+      if (!present) offset[c] = -factor;
+    }
+    const similarities = this.node('MatMul', [this.unitRows(z), this.floats('centroids_t', [dim, numClasses], transposed)], 'scaled_cosines');
+    return this.node('Add', [similarities, this.floats('absent_class_offset', [numClasses], offset)], 'logits');
+  }
+
+  /**
+   * k-NN as KnnHead scores it: cosine similarity to every stored reference, the k most similar,
+   * votes weighted 1 / (cosine distance + ε) summed per class through a one-hot label matrix,
+   * shares smoothed towards uniform, then their logs.
+   */
+  private knn(z: string, references: Float32Array, labels: Float32Array, dim: number, numClasses: number, k: number, temperature: number): string {
+    const size = labels.length;
+    const neighbours = Math.min(k, size);
+    const transposed = new Float32Array(dim * size);
+    for (let r = 0; r < size; r++) for (let j = 0; j < dim; j++) transposed[j * size + r] = references[r * dim + j]!;
+    const oneHot = new Float32Array(size * numClasses);
+    labels.forEach((label, r) => (oneHot[r * numClasses + label] = 1));
+
+    const similarities = this.node('MatMul', [this.unitRows(z), this.floats('references_t', [dim, size], transposed)], 'similarities');
+    const topValues = this.graph.uniqueName(this.name('top_similarities'));
+    const topIndices = this.graph.uniqueName(this.name('top_indices'));
+    this.graph.nodes.push({
+      name: this.graph.uniqueName(this.name('top/TopK')),
+      op: 'TopK',
+      inputs: [similarities, this.int64s('k', [neighbours])],
+      outputs: [topValues, topIndices],
+      attributes: { axis: attr.int(1), largest: attr.int(1), sorted: attr.int(1) },
+    });
+    const distance = this.node('Relu', [this.node('Sub', [this.scalar('one', 1), topValues], 'one_minus_similarity')], 'distance');
+    const weight = this.node('Reciprocal', [this.node('Add', [distance, this.scalar('distance_epsilon', DISTANCE_EPSILON)], 'distance_eps')], 'vote_weight');
+    const neighbourClasses = this.node('Gather', [this.floats('reference_one_hot', [size, numClasses], oneHot), topIndices], 'neighbour_classes', { axis: attr.int(0) });
+    const weighted = this.node('Mul', [neighbourClasses, this.node('Unsqueeze', [weight, this.int64s('vote_axis', [2])], 'vote_weight_3d')], 'weighted_votes');
+    const votes = this.reduce('ReduceSum', weighted, [1], false, 'votes');
+    const total = this.reduce('ReduceSum', weight, [1], true, 'vote_total');
+    const share = this.node('Div', [votes, total], 'vote_share');
+    const smoothed = this.node(
+      'Add',
+      [this.node('Mul', [share, this.scalar('keep', 1 - KNN_VOTE_SMOOTHING)], 'share_kept'), this.scalar('uniform', KNN_VOTE_SMOOTHING / numClasses)],
+      'smoothed_share',
+    );
+    const logShare = this.node('Log', [smoothed], 'log_share');
+    return temperature === 1 ? logShare : this.node('Mul', [logShare, this.scalar('inverse_temperature', 1 / temperature)], 'logits');
+  }
+}

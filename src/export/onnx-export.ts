@@ -1,0 +1,487 @@
+/**
+ * `headstart export`: one self-contained ONNX file per trained model. The backbone's graph, pixel
+ * scaling, feature pooling, the head (standardisation and calibration temperature folded in) and a
+ * softmax are merged into one graph; labels, input geometry and provenance go into metadata_props.
+ *
+ * The file takes uint8 RGB pixels [batch, height, width, 3] at the backbone's size, not the
+ * backbone's float tensor: scaling, normalisation and the NCHW transpose are then part of the model,
+ * so any ONNX runtime in any language needs only to resize (the geometry is in the metadata) and read
+ * out bytes — which is exactly what a canvas, PIL or sharp hand over. Resizing stays outside because
+ * ONNX's Resize cannot reproduce libvips' antialiased downscaling, and a fixed input size lets every
+ * runtime plan memory once.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import onnxProto from 'onnx-proto';
+import type { onnx as OnnxTypes } from 'onnx-proto';
+import sharp from 'sharp';
+import { ImageBackbone } from '../backbones/image-backbone.js';
+import type { TransformerTextBackbone } from '../backbones/text-transformer.js';
+import type { Pooling } from '../backbones/onnx-session.js';
+import { encodeModel, OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
+import type { Classifier } from '../classifier/classifier.js';
+import type { LabelledItem } from '../data/dataset.js';
+import { prepareImagePixels } from '../data/image-decode.js';
+import { modelError, messageOf } from '../util/errors.js';
+import { silentReporter, type Reporter } from '../util/progress.js';
+import { sha256 } from '../util/hash.js';
+import { Rng } from '../util/rng.js';
+import { VERSION } from '../version.js';
+import { EXPORT_FORMAT_VERSION, metadataProps, type ExportMetadata, type Provenance } from '../web/format.js';
+import { ExportedModel } from './exported-model.js';
+import { HeadGraphBuilder, MIN_EXPORT_OPSET } from './head-graph.js';
+import { quantizeWeights, type QuantizationReport } from './quantize.js';
+
+const { onnx } = onnxProto;
+
+export interface ExportOptions {
+  /** Store large weights as int8 (see quantize.ts). */
+  quantize?: 'int8';
+}
+
+/** How the exported file's probabilities compare with the library's on the same pixels. */
+export interface ExportComparison {
+  /** Inputs compared. */
+  inputs: number;
+  maxAbsDifference: number;
+  /** Share of inputs where both give the same top label. */
+  top1Agreement: number;
+}
+
+export interface ExportResult {
+  onnx: Uint8Array;
+  metadata: ExportMetadata;
+  quantization: QuantizationReport | null;
+  /** Measured on a few synthetic images (or texts) right after exporting. */
+  check: ExportComparison;
+}
+
+/** An fp32 export further from the library than this is a bug, not rounding. */
+const FP32_CHECK_TOLERANCE = 1e-4;
+
+export async function exportClassifier(classifier: Classifier, options: ExportOptions = {}): Promise<ExportResult> {
+  const backbone = classifier.backbone;
+  if (backbone instanceof ImageBackbone) return exportImageClassifier(classifier, backbone, options);
+  // Text code loads only for text models, as the modality adapters do.
+  const { TransformerTextBackbone } = await import('../backbones/text-transformer.js');
+  if (backbone instanceof TransformerTextBackbone) return exportTextClassifier(classifier, backbone, options);
+  throw modelError(
+    `cannot export this ${classifier.manifest.modality} model (backbone ${backbone.reference.id}): export covers image models and ` +
+      `transformer text models, whose backbone is one ONNX graph and whose tokenizer (tokenizer.json) any runtime can apply. ` +
+      `Word-vector and TF-IDF text backbones and the audio backbones prepare inputs with headstart's own code ` +
+      `(its word tokeniser, resampling, windowing), which the file alone could not reproduce`,
+  );
+}
+
+/** The backbone graph, decoded, with what every export needs to know about it. */
+interface BackboneGraph {
+  model: OnnxTypes.ModelProto;
+  graph: OnnxTypes.IGraphProto;
+  opset: number;
+  /** Graph inputs that are not initializers. */
+  inputs: OnnxTypes.IValueInfoProto[];
+  /** Every name in use, and the prefix for everything the export adds. */
+  taken: Set<string>;
+  prefix: string;
+}
+
+async function readBackboneGraph(source: string | Uint8Array, origin: string): Promise<BackboneGraph> {
+  const model = onnx.ModelProto.decode(typeof source === 'string' ? await readFile(source) : source);
+  const graph = model.graph;
+  if (!graph) throw modelError('the backbone ONNX file has no graph', origin);
+  await inlineExternalData(graph, typeof source === 'string' ? dirname(source) : undefined, origin);
+  const opset = defaultOpset(model);
+  if (opset < MIN_EXPORT_OPSET) {
+    throw modelError(`the backbone graph uses ONNX opset ${opset}; export needs opset ${MIN_EXPORT_OPSET} or newer (convert it with onnx.version_converter)`, origin);
+  }
+  const initializerNames = new Set((graph.initializer ?? []).map((tensor) => tensor.name));
+  const taken = namesIn(graph);
+  return { model, graph, opset, inputs: (graph.input ?? []).filter((input) => !initializerNames.has(input.name)), taken, prefix: freePrefix(taken) };
+}
+
+/**
+ * Splices the nodes `added` built around the backbone's graph: the first `before` of them feed the
+ * backbone, the rest read its output; ends in a softmax named `probabilities`. Drops what the
+ * output does not need, sets the graph's inputs and output, and quantises if asked.
+ */
+function assemble(
+  backbone: BackboneGraph,
+  added: OnnxGraph,
+  builder: HeadGraphBuilder,
+  before: number,
+  features: string,
+  classifier: Classifier,
+  inputs: OnnxTypes.IValueInfoProto[],
+  options: ExportOptions,
+): { outputName: string; quantization: QuantizationReport | null } {
+  const { graph, taken } = backbone;
+  const temperature = classifier.manifest.calibration?.temperature ?? 1;
+  const probabilities = builder.softmax(builder.head(features, classifier.head.state(), temperature));
+  const outputName = taken.has('probabilities') ? probabilities : added.nameTensor(probabilities, 'probabilities');
+  const numClasses = classifier.labels.length;
+  added.output = { name: outputName, shape: [-1, numClasses] };
+  const addedGraph = onnx.ModelProto.decode(encodeModel(added, 'headstart', '')).graph!;
+
+  graph.node = prune([...addedGraph.node!.slice(0, before), ...(graph.node ?? []), ...addedGraph.node!.slice(before)], outputName);
+  const used = new Set(graph.node.flatMap(referencedNames));
+  graph.initializer = [...(graph.initializer ?? []), ...addedGraph.initializer!].filter((tensor) => used.has(tensor.name!));
+  const produced = new Set(graph.node.flatMap((node) => node.output ?? []));
+  graph.valueInfo = (graph.valueInfo ?? []).filter((info) => produced.has(info.name!));
+  graph.input = inputs;
+  graph.output = [tensorInfo(outputName, onnx.TensorProto.DataType.FLOAT, ['batch', numClasses])];
+  graph.name = 'headstart_classifier';
+  return { outputName, quantization: options.quantize === 'int8' ? quantizeWeights(graph) : null };
+}
+
+function provenanceOf(classifier: Classifier, quantization: QuantizationReport | null): Provenance {
+  const { reference } = classifier.backbone;
+  const head = classifier.head.state();
+  return {
+    headstartVersion: VERSION,
+    exportedAt: new Date().toISOString(),
+    trainedAt: classifier.manifest.createdAt,
+    backbone: { id: reference.id, sha256: reference.sha256, featureOutput: reference.featureOutput, featureDim: reference.featureDim },
+    head: { type: head.type, config: head.config },
+    temperature: classifier.manifest.calibration?.temperature ?? 1,
+    validationAccuracy: classifier.metrics.validation?.accuracy ?? null,
+    quantization: quantization && { scheme: quantization.scheme, tensors: quantization.tensors },
+  };
+}
+
+/** Metadata in, bytes out, then the self-check against the library on `probes`. */
+async function finish(
+  classifier: Classifier,
+  backbone: BackboneGraph,
+  metadata: ExportMetadata,
+  quantization: QuantizationReport | null,
+  probes: (Uint8Array | string)[],
+  origin: string,
+): Promise<ExportResult> {
+  const { model } = backbone;
+  const props = metadataProps(metadata);
+  model.metadataProps = [
+    ...(model.metadataProps ?? []).filter((entry) => !(entry.key! in props)),
+    ...Object.entries(props).map(([key, value]) => ({ key, value })),
+  ];
+  model.producerName = 'headstart';
+  model.producerVersion = VERSION;
+  const takes = metadata.input.kind === 'image' ? 'uint8 RGB pixels' : 'token ids and attention mask';
+  model.docString = `headstart ${metadata.modality} classifier (${classifier.labels.join(', ')}) on ${classifier.backbone.reference.id}: ${takes} in, probabilities out`;
+  const bytes = onnx.ModelProto.encode(model).finish();
+
+  const check = await compareWithLibrary(classifier, bytes, probes);
+  if (!quantization && !(check.maxAbsDifference <= FP32_CHECK_TOLERANCE)) {
+    throw modelError(`the exported graph disagrees with the library (max probability difference ${check.maxAbsDifference}); please report this`, origin);
+  }
+  return { onnx: bytes, metadata, quantization, check };
+}
+
+async function exportImageClassifier(classifier: Classifier, backbone: ImageBackbone, options: ExportOptions): Promise<ExportResult> {
+  const { spec } = backbone;
+  const graph = await readBackboneGraph(spec.model, spec.origin);
+  if (graph.inputs.length !== 1) {
+    throw modelError(`an image backbone graph must take exactly one input; this one takes ${graph.inputs.map((i) => i.name).join(', ') || 'none'}`, spec.origin);
+  }
+  const added = new OnnxGraph();
+  const builder = new HeadGraphBuilder(added, graph.opset, graph.prefix);
+  const pre = backbone.preprocessing;
+  const pixelsName = graph.taken.has('pixels') ? `${graph.prefix}pixels` : 'pixels';
+  const pixels = added.addInput(pixelsName, [-1, pre.height, pre.width, 3]);
+  added.nameTensor(builder.pixelsToTensor(pixels, pre), backbone.inputName);
+  const before = added.nodes.length;
+  const features = builder.pool(backbone.outputName, backbone.pooling);
+  const inputs = [tensorInfo(pixelsName, onnx.TensorProto.DataType.UINT8, ['batch', pre.height, pre.width, 3])];
+  const { outputName, quantization } = assemble(graph, added, builder, before, features, classifier, inputs, options);
+  const metadata: ExportMetadata = {
+    format: EXPORT_FORMAT_VERSION,
+    modality: 'image',
+    labels: classifier.labels,
+    input: {
+      kind: 'image',
+      name: pixelsName,
+      dtype: 'uint8',
+      layout: 'NHWC',
+      width: pre.width,
+      height: pre.height,
+      resize: pre.resize,
+      ...(pre.shortestEdge === undefined ? {} : { shortestEdge: pre.shortestEdge }),
+      interpolation: pre.interpolation,
+      background: [255, 255, 255],
+    },
+    output: { name: outputName, kind: 'probabilities', classes: classifier.labels.length },
+    preprocessing: pre,
+    provenance: provenanceOf(classifier, quantization),
+  };
+  return finish(classifier, graph, metadata, quantization, await probeImages(), spec.origin);
+}
+
+/**
+ * A transformer text classifier: the graph takes `input_ids` and `attention_mask` (token_type_ids,
+ * when the encoder has them, are zeros made inside), pools as the backbone does, and the file
+ * carries the tokenizer, so a browser tokenises with @huggingface/tokenizers and needs nothing else.
+ */
+async function exportTextClassifier(classifier: Classifier, backbone: TransformerTextBackbone, options: ExportOptions): Promise<ExportResult> {
+  const { spec, tokenizer } = backbone;
+  const graph = await readBackboneGraph(spec.model, spec.model);
+  const names = graph.inputs.map((input) => input.name!);
+  const unknown = names.filter((name) => !['input_ids', 'attention_mask', 'token_type_ids'].includes(name));
+  if (!names.includes('input_ids') || unknown.length > 0) {
+    throw modelError(`a text encoder graph must take input_ids (and optionally attention_mask, token_type_ids); this one takes ${names.join(', ')}`, spec.model);
+  }
+  const tokenizerText = await readFile(join(spec.folder, 'tokenizer.json'), 'utf8');
+  if (sha256(tokenizerText) !== tokenizer.sha256) throw modelError('tokenizer.json changed since the backbone was opened', spec.folder);
+  const tokenizerConfig = await readFile(join(spec.folder, 'tokenizer_config.json'), 'utf8').then(JSON.parse, () => ({}));
+
+  const added = new OnnxGraph();
+  const builder = new HeadGraphBuilder(added, graph.opset, graph.prefix);
+  // The graph keeps the encoder's own input names, so its nodes read them directly.
+  const idsName = 'input_ids';
+  const maskName = names.includes('attention_mask') || !graph.taken.has('attention_mask') ? 'attention_mask' : `${graph.prefix}attention_mask`;
+  added.addInput(idsName, [-1, -1]);
+  added.addInput(maskName, [-1, -1]);
+  if (names.includes('token_type_ids')) added.nameTensor(builder.zerosLike(idsName), 'token_type_ids');
+  const before = added.nodes.length;
+  const { pooling, normalize } = backbone.preprocessing;
+  const features = builder.poolTokens(backbone.outputName, maskName, pooling, normalize);
+  const tokenInfo = (name: string) => tensorInfo(name, onnx.TensorProto.DataType.INT64, ['batch', 'tokens']);
+  const { outputName, quantization } = assemble(graph, added, builder, before, features, classifier, [tokenInfo(idsName), tokenInfo(maskName)], options);
+  const metadata: ExportMetadata = {
+    format: EXPORT_FORMAT_VERSION,
+    modality: 'text',
+    labels: classifier.labels,
+    input: { kind: 'text', idsName, maskName, maxLength: tokenizer.maxLength, padId: tokenizer.padId, prefix: tokenizer.prefix, suffix: tokenizer.suffix },
+    output: { name: outputName, kind: 'probabilities', classes: classifier.labels.length },
+    preprocessing: backbone.preprocessing,
+    provenance: provenanceOf(classifier, quantization),
+    tokenizer: { tokenizer: JSON.parse(tokenizerText) as object, config: tokenizerConfig as object },
+  };
+  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, spec.model);
+}
+
+/** Texts for the export's self-check: short, long (truncated), accented, empty of letters. */
+const PROBE_TEXTS = [
+  'A short sentence.',
+  'The quick brown fox jumps over the lazy dog, again and again, until the dog finally gets up and leaves. '.repeat(12),
+  'Café déjà vu — naïve résumé',
+  '1234 !!! ???',
+];
+
+/** Runs the exported file and the library on the same inputs (image bytes, or texts) and compares probabilities. */
+export async function compareWithLibrary(classifier: Classifier, exported: Uint8Array, inputs: (Uint8Array | string)[]): Promise<ExportComparison> {
+  const model = await ExportedModel.load(exported);
+  try {
+    const ours = await exportedProbabilities(model, classifier, inputs);
+    const library = await classifier.predictProbabilities(inputs);
+    return summarise(ours, library, classifier.labels.length);
+  } finally {
+    await model.release();
+  }
+}
+
+/** What the exported model is fed for one input, prepared as the library prepares it: decoded pixels, or token ids. */
+async function prepareForExport(classifier: Classifier, input: Uint8Array | string): Promise<Uint8Array | number[]> {
+  if (classifier.backbone instanceof ImageBackbone) {
+    if (typeof input === 'string') throw modelError('an image export compares on image bytes, not paths or texts');
+    return prepareImagePixels(input, classifier.backbone.preprocessing);
+  }
+  return ((await classifier.backbone.prepare(input)) as { ids: number[] }).ids;
+}
+
+async function runExported(model: ExportedModel, prepared: (Uint8Array | number[])[]): Promise<Float32Array> {
+  return model.metadata.input.kind === 'text' ? model.probabilitiesOfTokens(prepared as number[][]) : model.probabilities(prepared as Uint8Array[]);
+}
+
+async function exportedProbabilities(model: ExportedModel, classifier: Classifier, inputs: (Uint8Array | string)[]): Promise<Float32Array> {
+  return runExported(model, await Promise.all(inputs.map((input) => prepareForExport(classifier, input))));
+}
+
+export interface LabelledComparison extends ExportComparison {
+  libraryAccuracy: number;
+  exportedAccuracy: number;
+  /** libraryAccuracy − exportedAccuracy. */
+  accuracyDrop: number;
+  skipped: number;
+}
+
+/**
+ * Accuracy of the library and of the exported file on a labelled set (the int8 accuracy drop),
+ * both on the same prepared inputs; inputs that cannot be read or decoded are skipped by both.
+ */
+export async function compareOnLabelled(
+  classifier: Classifier,
+  exported: Uint8Array,
+  items: LabelledItem<Uint8Array | string>[],
+  reporter: Reporter = silentReporter,
+): Promise<LabelledComparison> {
+  const model = await ExportedModel.load(exported);
+  const k = classifier.labels.length;
+  const task = reporter.task('comparing exported model', items.length, classifier.adapter.noun);
+  let correctLibrary = 0;
+  let correctExported = 0;
+  let agree = 0;
+  let maxAbsDifference = 0;
+  let compared = 0;
+  let skipped = 0;
+  try {
+    for (let start = 0; start < items.length; start += 16) {
+      const batch = items.slice(start, start + 16);
+      const loaded = await Promise.all(
+        batch.map(async (item) => {
+          try {
+            const input = await item.load();
+            return { item, input, prepared: await prepareForExport(classifier, input) };
+          } catch {
+            // Unreadable or undecodable: skipped on both sides.
+            skipped++;
+            return undefined;
+          }
+        }),
+      );
+      const usable = loaded.filter((entry) => entry !== undefined);
+      task.tick(batch.length);
+      if (usable.length === 0) continue;
+      const ours = await runExported(model, usable.map((entry) => entry.prepared));
+      const library = await classifier.predictProbabilities(usable.map((entry) => entry.input));
+      usable.forEach((entry, i) => {
+        const a = argmax(ours, i, k);
+        const b = argmax(library, i, k);
+        if (a === entry.item.label) correctExported++;
+        if (b === entry.item.label) correctLibrary++;
+        if (a === b) agree++;
+        for (let c = 0; c < k; c++) maxAbsDifference = Math.max(maxAbsDifference, Math.abs(ours[i * k + c]! - library[i * k + c]!));
+      });
+      compared += usable.length;
+    }
+  } finally {
+    task.done();
+    await model.release();
+  }
+  if (compared === 0) throw modelError('none of the labelled inputs could be read');
+  return {
+    inputs: compared,
+    skipped,
+    maxAbsDifference,
+    top1Agreement: agree / compared,
+    libraryAccuracy: correctLibrary / compared,
+    exportedAccuracy: correctExported / compared,
+    accuracyDrop: (correctLibrary - correctExported) / compared,
+  };
+}
+
+function summarise(ours: Float32Array, library: Float32Array, k: number): ExportComparison {
+  const inputs = library.length / k;
+  let maxAbsDifference = 0;
+  let agree = 0;
+  for (let i = 0; i < inputs; i++) {
+    if (argmax(ours, i, k) === argmax(library, i, k)) agree++;
+    for (let c = 0; c < k; c++) maxAbsDifference = Math.max(maxAbsDifference, Math.abs(ours[i * k + c]! - library[i * k + c]!));
+  }
+  return { inputs, maxAbsDifference, top1Agreement: agree / inputs };
+}
+
+function argmax(rows: Float32Array, row: number, k: number): number {
+  let best = 0;
+  for (let c = 1; c < k; c++) if (rows[row * k + c]! > rows[row * k + best]!) best = c;
+  return best;
+}
+
+/** Seeded noise images of assorted sizes and aspects, so the check covers cropping and every channel. */
+async function probeImages(): Promise<Uint8Array[]> {
+  const rng = new Rng(7);
+  const sizes = [
+    [320, 240],
+    [181, 293],
+    [256, 256],
+  ] as const;
+  return Promise.all(
+    sizes.map(([width, height]) => {
+      const raw = Buffer.alloc(width * height * 3);
+      // Smooth gradients plus noise: features in a realistic range rather than saturated ones.
+      for (let i = 0; i < raw.length; i++) raw[i] = Math.min(255, ((i % (width * 3)) / 3 / width) * 160 + rng.int(96));
+      return sharp(raw, { raw: { width, height, channels: 3 } }).png().toBuffer();
+    }),
+  );
+}
+
+/** `name` or `name (pooling)`, as ImageBackbone records its feature output. */
+function parseFeatureOutput(featureOutput: string): { output: string; pooling: Pooling } {
+  const match = /^(.*) \((spatial-mean|first-token|token-mean)\)$/.exec(featureOutput);
+  return match ? { output: match[1]!, pooling: match[2] as Pooling } : { output: featureOutput, pooling: 'none' };
+}
+
+function defaultOpset(model: OnnxTypes.IModelProto): number {
+  const entry = (model.opsetImport ?? []).find((opset) => !opset.domain || opset.domain === 'ai.onnx');
+  return Number(entry?.version ?? 0);
+}
+
+/** Every name a graph uses (tensors, nodes), subgraphs included. */
+function namesIn(graph: OnnxTypes.IGraphProto, names = new Set<string>()): Set<string> {
+  for (const list of [graph.input, graph.output, graph.valueInfo]) for (const value of list ?? []) names.add(value.name!);
+  for (const tensor of graph.initializer ?? []) names.add(tensor.name!);
+  for (const node of graph.node ?? []) {
+    names.add(node.name ?? '');
+    for (const name of [...(node.input ?? []), ...(node.output ?? [])]) names.add(name);
+    for (const attribute of node.attribute ?? []) for (const sub of [attribute.g, ...(attribute.graphs ?? [])]) if (sub) namesIn(sub, names);
+  }
+  return names;
+}
+
+/** A prefix no existing name starts with, for everything the export adds. */
+function freePrefix(taken: Set<string>): string {
+  for (let i = 1; ; i++) {
+    const prefix = i === 1 ? 'headstart/' : `headstart_${i}/`;
+    if (![...taken].some((name) => name.startsWith(prefix))) return prefix;
+  }
+}
+
+/** A node's inputs plus every outer name its subgraphs (If/Loop bodies) may read. */
+function referencedNames(node: OnnxTypes.INodeProto): string[] {
+  const names = [...(node.input ?? [])];
+  for (const attribute of node.attribute ?? []) {
+    for (const sub of [attribute.g, ...(attribute.graphs ?? [])]) {
+      if (sub) for (const inner of sub.node ?? []) names.push(...referencedNames(inner));
+    }
+  }
+  return names;
+}
+
+/** The nodes `output` depends on, in their original (topological) order; the backbone's unused heads go. */
+function prune(nodes: OnnxTypes.INodeProto[], output: string): OnnxTypes.INodeProto[] {
+  const needed = new Set([output]);
+  const kept: OnnxTypes.INodeProto[] = [];
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const node = nodes[i]!;
+    if (!(node.output ?? []).some((name) => needed.has(name))) continue;
+    kept.push(node);
+    for (const name of referencedNames(node)) needed.add(name);
+  }
+  return kept.reverse();
+}
+
+/** Weights kept in side files (`model.onnx_data`, large Hugging Face exports) are pulled into the one file. */
+async function inlineExternalData(graph: OnnxTypes.IGraphProto, dir: string | undefined, origin: string): Promise<void> {
+  const files = new Map<string, Promise<Buffer>>();
+  for (const tensor of graph.initializer ?? []) {
+    if (tensor.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) continue;
+    const entry = (key: string) => tensor.externalData?.find((e) => e.key === key)?.value ?? undefined;
+    const location = entry('location');
+    if (!dir || !location || location.includes('..')) throw modelError(`weight "${tensor.name}" lives in an external file that cannot be found`, origin);
+    const path = join(dir, location);
+    if (!files.has(path)) {
+      files.set(path, readFile(path).catch((error) => { throw modelError(`cannot read external weights: ${messageOf(error)}`, path, error); }));
+    }
+    const data = await files.get(path)!;
+    const offset = Number(entry('offset') ?? 0);
+    const length = Number(entry('length') ?? data.length - offset);
+    tensor.rawData = data.subarray(offset, offset + length);
+    tensor.dataLocation = onnx.TensorProto.DataLocation.DEFAULT;
+    tensor.externalData = [];
+  }
+}
+
+function tensorInfo(name: string, elemType: number, shape: (number | string)[]): OnnxTypes.IValueInfoProto {
+  return {
+    name,
+    type: { tensorType: { elemType, shape: { dim: shape.map((size) => (typeof size === 'string' ? { dimParam: size } : { dimValue: size })) } } },
+  };
+}

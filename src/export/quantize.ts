@@ -1,0 +1,142 @@
+/**
+ * Weight-only int8 quantisation of an ONNX graph, done in TypeScript: every large float weight of a
+ * Conv, MatMul or Gemm is stored as int8 with one scale per output channel (symmetric, zero point 0)
+ * and turned back into floats by a `DequantizeLinear` node in front of its consumer.
+ *
+ * Why this form: `DequantizeLinear` on initializers is plain ONNX (opset 13 for per-channel scales)
+ * that onnxruntime-node and onnxruntime-web both run with their default CPU/wasm kernels, and it keeps
+ * activations in float32, so accuracy is that of the rounded weights. MatMulInteger/ConvInteger would
+ * also quantise activations per batch, which costs MobileNet-style depthwise convolutions far more
+ * accuracy, and onnxruntime's ConvInteger kernel takes only uint8 weights. Per-channel rather than
+ * per-tensor scales: depthwise filters differ in range by orders of magnitude, and one scale for all
+ * of them rounds the small ones to zero.
+ */
+import onnxProto from 'onnx-proto';
+import type { onnx as OnnxTypes } from 'onnx-proto';
+
+const { onnx } = onnxProto;
+const FLOAT = onnx.TensorProto.DataType.FLOAT;
+const INT8 = onnx.TensorProto.DataType.INT8;
+
+export interface QuantizationReport {
+  scheme: string;
+  /** Weight tensors quantised. */
+  tensors: number;
+  /** Their size before and after, in bytes. */
+  floatBytes: number;
+  int8Bytes: number;
+}
+
+export const INT8_SCHEME = 'int8 weights, per-output-channel symmetric scales, DequantizeLinear (activations stay float32)';
+
+/** Weights smaller than this stay float: biases and tiny kernels save nothing and lose accuracy. */
+const MIN_ELEMENTS = 1024;
+
+/** Rewrites `graph` in place; returns what was quantised. */
+export function quantizeWeights(graph: OnnxTypes.IGraphProto): QuantizationReport {
+  const nodes = graph.node ?? [];
+  inlineWeightConstants(graph);
+  const initializers = new Map((graph.initializer ?? []).map((tensor) => [tensor.name!, tensor]));
+
+  // Which channel axis each weight has for each consumer; a weight shared with conflicting axes gets one scale.
+  const axes = new Map<string, number | null>();
+  for (const node of nodes) {
+    const weight = node.input?.[1];
+    if (!weight || !initializers.has(weight)) continue;
+    const axis = channelAxis(node, initializers.get(weight)!);
+    if (axis === undefined) continue;
+    axes.set(weight, axes.has(weight) && axes.get(weight) !== axis ? null : axis);
+  }
+
+  const report: QuantizationReport = { scheme: INT8_SCHEME, tensors: 0, floatBytes: 0, int8Bytes: 0 };
+  const dequantizers: OnnxTypes.INodeProto[] = [];
+  const taken = new Set([...initializers.keys(), ...nodes.flatMap((node) => [...(node.output ?? []), node.name ?? ''])]);
+  const fresh = (hint: string) => {
+    let name = hint;
+    for (let i = 1; taken.has(name); i++) name = `${hint}_${i}`;
+    taken.add(name);
+    return name;
+  };
+  for (const [name, axis] of axes) {
+    const tensor = initializers.get(name)!;
+    const values = floatsOf(tensor);
+    if (!values || values.length < MIN_ELEMENTS) continue;
+    const dims = (tensor.dims ?? []).map(Number);
+    const { quantized, scales } = quantizeSymmetric(values, dims, axis);
+    const quantizedName = fresh(`${name}_quantized`);
+    const scaleName = fresh(`${name}_scale`);
+    const zeroName = fresh(`${name}_zero_point`);
+    initializers.delete(name);
+    initializers.set(quantizedName, { name: quantizedName, dims, dataType: INT8, rawData: new Uint8Array(quantized.buffer) });
+    initializers.set(scaleName, { name: scaleName, dims: axis === null ? [] : [scales.length], dataType: FLOAT, rawData: new Uint8Array(scales.buffer) });
+    initializers.set(zeroName, { name: zeroName, dims: axis === null ? [] : [scales.length], dataType: INT8, rawData: new Uint8Array(scales.length) });
+    dequantizers.push({
+      name: fresh(`${name}/DequantizeLinear`),
+      opType: 'DequantizeLinear',
+      input: [quantizedName, scaleName, zeroName],
+      // The float weight keeps its name, so every consumer reads the dequantised tensor unchanged.
+      output: [name],
+      attribute: axis === null ? [] : [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: axis }],
+    });
+    report.tensors++;
+    report.floatBytes += values.length * 4;
+    report.int8Bytes += values.length + scales.length * 5;
+  }
+  graph.initializer = [...initializers.values()];
+  // Old-style graphs list initializers as inputs too; a dequantised weight is no longer one.
+  graph.input = (graph.input ?? []).filter((input) => !dequantizers.some((node) => node.output![0] === input.name));
+  // Dequantizers read only initializers, so they can all go first and the order stays topological.
+  graph.node = [...dequantizers, ...nodes];
+  return report;
+}
+
+/** The output-channel axis of a node's weight (input 1), or undefined for nodes whose weights stay float. */
+function channelAxis(node: OnnxTypes.INodeProto, weight: OnnxTypes.ITensorProto): number | undefined {
+  const rank = weight.dims?.length ?? 0;
+  if (node.opType === 'Conv') return 0;
+  if (node.opType === 'MatMul' && rank === 2) return 1;
+  if (node.opType === 'Gemm') {
+    const transB = node.attribute?.find((a) => a.name === 'transB')?.i;
+    return Number(transB ?? 0) === 1 ? 0 : 1;
+  }
+  return undefined;
+}
+
+/** Weights held in Constant nodes (common in PyTorch exports) become initializers, so they can be quantised too. */
+function inlineWeightConstants(graph: OnnxTypes.IGraphProto): void {
+  const weightInputs = new Set((graph.node ?? []).filter((node) => ['Conv', 'MatMul', 'Gemm'].includes(node.opType ?? '')).map((node) => node.input?.[1]));
+  const kept: OnnxTypes.INodeProto[] = [];
+  for (const node of graph.node ?? []) {
+    const value = node.opType === 'Constant' && node.attribute?.length === 1 ? node.attribute[0] : undefined;
+    const output = node.output?.[0];
+    if (value?.name === 'value' && value.t && value.t.dataType === FLOAT && output && weightInputs.has(output)) {
+      graph.initializer = [...(graph.initializer ?? []), { ...value.t, name: output }];
+    } else {
+      kept.push(node);
+    }
+  }
+  graph.node = kept;
+}
+
+function floatsOf(tensor: OnnxTypes.ITensorProto): Float32Array | undefined {
+  if (tensor.dataType !== FLOAT || tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) return undefined;
+  // Copied: decoded raw_data is a view (a Buffer in Node) into the file's bytes, possibly not 4-byte aligned.
+  if (tensor.rawData?.length) return new Float32Array(new Uint8Array(tensor.rawData).buffer);
+  if (tensor.floatData?.length) return Float32Array.from(tensor.floatData);
+  return undefined;
+}
+
+/** Symmetric int8 with one scale per slice along `axis` (null: one for the whole tensor). */
+export function quantizeSymmetric(values: Float32Array, dims: number[], axis: number | null): { quantized: Int8Array; scales: Float32Array } {
+  const channels = axis === null ? 1 : dims[axis]!;
+  const inner = axis === null ? values.length : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const channelOf = (i: number) => (axis === null ? 0 : Math.floor(i / inner) % channels);
+  const maxima = new Float64Array(channels);
+  for (let i = 0; i < values.length; i++) maxima[channelOf(i)] = Math.max(maxima[channelOf(i)]!, Math.abs(values[i]!));
+  const scales = Float32Array.from(maxima, (max) => (max > 0 ? max / 127 : 1));
+  const quantized = new Int8Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    quantized[i] = Math.max(-127, Math.min(127, Math.round(values[i]! / scales[channelOf(i)]!)));
+  }
+  return { quantized, scales };
+}

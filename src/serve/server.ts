@@ -1,0 +1,244 @@
+/**
+ * `headstart serve`: trained models over HTTP, on Fastify.
+ *
+ *   POST /v1/models/<name>/predict   one input (raw bytes, JSON text, WAV) or a batch (multipart files, JSON texts)
+ *   GET  /v1/models                  what is served
+ *   GET  /healthz                    200 while serving, 503 while shutting down
+ *   GET  /metrics                    Prometheus text: requests, latency, batch sizes, process memory
+ *
+ * Each request's inputs are checked against the limits and decoded on their own (so one bad image
+ * fails only its request), then queued for the model's micro-batcher, which runs one backbone call
+ * per batch. `close()` stops accepting connections and finishes the requests in flight.
+ */
+import multipart from '@fastify/multipart';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { topPredictions, type Classifier, type Prediction } from '../classifier/classifier.js';
+import { probabilitiesWithTemperature } from '../evaluate/calibration.js';
+import { HeadstartError, messageOf } from '../util/errors.js';
+import { MicroBatcher, type BatcherOptions } from './batcher.js';
+import { HttpError, mediaType, readRequestInputs, type InputLimits } from './inputs.js';
+import { ServerMetrics, type RejectionReason } from './metrics.js';
+
+export interface ServeLimits extends InputLimits {
+  /** Prediction requests processed at once; beyond it, 429 until one finishes. */
+  maxConcurrent: number;
+}
+
+export const DEFAULT_LIMITS: ServeLimits = {
+  maxBodyBytes: 8 * 1024 * 1024,
+  maxPixels: 40_000_000,
+  maxTextLength: 10_000,
+  maxBatchInputs: 32,
+  maxConcurrent: 64,
+};
+
+export const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 16, maxWaitMs: 2 };
+
+export interface ServeOptions {
+  limits?: Partial<ServeLimits>;
+  batching?: Partial<BatcherOptions>;
+  /** Fastify's logger: pino options, `false` for none (default: JSON lines at info on stdout). */
+  logger?: FastifyServerOptions['logger'];
+}
+
+export interface ModelToServe {
+  /** The name in URLs: letters, digits, `.`, `_`, `-`. */
+  name: string;
+  classifier: Classifier;
+}
+
+const MODEL_NAME = /^[A-Za-z0-9._-]{1,100}$/;
+
+class ServedModel {
+  readonly batcher: MicroBatcher<unknown, Float32Array>;
+
+  constructor(
+    readonly name: string,
+    readonly classifier: Classifier,
+    batching: BatcherOptions,
+    metrics: ServerMetrics,
+  ) {
+    const temperature = classifier.manifest.calibration?.temperature ?? 1;
+    const k = classifier.labels.length;
+    this.batcher = new MicroBatcher(
+      async (prepared) => {
+        const features = await classifier.backbone.forward(prepared);
+        const probabilities = probabilitiesWithTemperature(classifier.head, features, temperature);
+        return prepared.map((_, i) => probabilities.slice(i * k, (i + 1) * k));
+      },
+      batching,
+      (size, seconds) => {
+        metrics.batchSize.observe({ model: name }, size);
+        metrics.batchDuration.observe({ model: name }, seconds);
+      },
+    );
+  }
+
+  /** Decodes one input as the backbone does; an input it cannot use is the client's error. */
+  async prepare(input: Uint8Array | string, where: string): Promise<unknown> {
+    try {
+      return await this.classifier.backbone.prepare(input);
+    } catch (error) {
+      if (error instanceof HeadstartError && error.kind === 'data') {
+        throw new HttpError(400, 'undecodable_input', `${where}${messageOf(error).replace(/^.*?: (?=cannot)/, '')}`, 'undecodable');
+      }
+      throw error;
+    }
+  }
+
+  describe() {
+    const { manifest } = this.classifier;
+    return {
+      name: this.name,
+      modality: manifest.modality,
+      labels: this.classifier.labels,
+      backbone: manifest.backbone.id,
+      head: this.classifier.head.type,
+      validationAccuracy: manifest.metrics.validation?.accuracy ?? null,
+      createdAt: manifest.createdAt,
+    };
+  }
+}
+
+export interface HeadstartServer {
+  readonly app: FastifyInstance;
+  readonly metrics: ServerMetrics;
+  /** Starts listening; returns the address (`http://127.0.0.1:8080`). */
+  listen(port: number, host?: string): Promise<string>;
+  /** Stops accepting connections, answers the requests in flight, then resolves. */
+  close(): Promise<void>;
+}
+
+export async function createServer(models: ModelToServe[], options: ServeOptions = {}): Promise<HeadstartServer> {
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const batching = { ...DEFAULT_BATCHING, ...options.batching };
+  const metrics = new ServerMetrics();
+  const served = new Map<string, ServedModel>();
+  for (const { name, classifier } of models) {
+    if (!MODEL_NAME.test(name)) throw new Error(`model name "${name}" may only hold letters, digits, ".", "_" and "-"`);
+    if (served.has(name)) throw new Error(`two models are named "${name}"`);
+    served.set(name, new ServedModel(name, classifier, batching, metrics));
+  }
+
+  const app = Fastify({
+    logger: options.logger ?? { level: 'info' },
+    bodyLimit: limits.maxBodyBytes,
+    // Clients that stall mid-upload must not hold a slot for ever.
+    requestTimeout: 60_000,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  await app.register(multipart, {
+    limits: { fileSize: limits.maxBodyBytes, files: limits.maxBatchInputs, fields: 16, parts: limits.maxBatchInputs + 16, fieldSize: 64 * 1024, headerPairs: 100 },
+  });
+  const rawBody = (_request: FastifyRequest, body: Buffer, done: (error: Error | null, body?: Buffer) => void) => done(null, body);
+  for (const type of [/^image\/[\w.+-]+$/, /^audio\/[\w.+-]+$/, 'application/octet-stream']) app.addContentTypeParser(type, { parseAs: 'buffer' }, rawBody);
+
+  let inFlight = 0;
+  let closing = false;
+
+  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+    const { status, code, message, reason } = describeError(error, request, limits);
+    if (status >= 500) request.log.error({ err: error }, 'prediction failed');
+    else metrics.rejected.inc({ reason });
+    return reply.status(status).send({ error: { status, code, message } });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ error: { status: 404, code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` } }),
+  );
+
+  // Keep-alive connections would otherwise hold close() open until they time out.
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close');
+  });
+
+  app.get('/healthz', async (_request, reply) =>
+    closing ? reply.status(503).send({ status: 'closing' }) : { status: 'ok', models: [...served.keys()] },
+  );
+  app.get('/v1/models', async () => ({ models: [...served.values()].map((model) => model.describe()) }));
+  app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+
+  app.post<{ Params: { name: string }; Querystring: { top_k?: string } }>(
+    '/v1/models/:name/predict',
+    {
+      // Runs before the body is read: a refused request costs no upload, no memory.
+      onRequest: async (request, reply) => {
+        const model = served.get(request.params.name);
+        const admitted = inFlight < limits.maxConcurrent;
+        if (admitted) metrics.inFlight.set(++inFlight);
+        const started = performance.now();
+        reply.raw.once('close', () => {
+          if (admitted) metrics.inFlight.set(--inFlight);
+          const label = model?.name ?? '';
+          metrics.requests.inc({ model: label, status: String(reply.statusCode) });
+          if (model && reply.statusCode < 400) metrics.latency.observe({ model: label }, (performance.now() - started) / 1000);
+        });
+        if (!model) throw new HttpError(404, 'unknown_model', `no model named "${request.params.name.slice(0, 100)}"; GET /v1/models lists them`);
+        if (!admitted) {
+          reply.header('retry-after', '1');
+          throw new HttpError(429, 'too_busy', `${inFlight} requests in flight, the limit is ${limits.maxConcurrent}; retry shortly`, 'too_busy');
+        }
+      },
+    },
+    async (request, reply: FastifyReply) => {
+      const model = served.get(request.params.name)!;
+      const labels = model.classifier.labels;
+      const topK = parseTopK(request.query.top_k, labels.length);
+      const { inputs, names, batch } = await readRequestInputs(request, model.classifier.manifest.modality, limits);
+      const prepared = await Promise.all(inputs.map((input, i) => model.prepare(input, batch ? `input ${names[i]}: ` : '')));
+      const rows = await Promise.all(prepared.map((item) => model.batcher.submit(item)));
+      const predictions = rows.map((row): Prediction[] => topPredictions(row, labels, topK));
+      return reply.send(
+        batch
+          ? { model: model.name, results: predictions.map((p, i) => ({ input: names[i], predictions: p })) }
+          : { model: model.name, predictions: predictions[0] },
+      );
+    },
+  );
+
+  return {
+    app,
+    metrics,
+    async listen(port, host = '127.0.0.1') {
+      const address = await app.listen({ port, host });
+      app.log.info({ address, models: [...served.values()].map((model) => model.describe()), limits, batching }, 'serving');
+      return address;
+    },
+    async close() {
+      closing = true;
+      await app.close();
+      for (const model of served.values()) await model.batcher.drain();
+    },
+  };
+}
+
+function parseTopK(value: string | undefined, labels: number): number {
+  if (value === undefined) return labels;
+  const k = Number(value);
+  if (!Number.isInteger(k) || k < 1) throw new HttpError(400, 'bad_top_k', `top_k must be a positive integer, got "${value.slice(0, 20)}"`);
+  return Math.min(k, labels);
+}
+
+/** Every failure as status, stable code, message and metrics reason; internals are not leaked. */
+function describeError(
+  error: FastifyError | HttpError,
+  request: FastifyRequest,
+  limits: ServeLimits,
+): { status: number; code: string; message: string; reason: RejectionReason } {
+  if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message, reason: error.reason };
+  const megabytes = `${(limits.maxBodyBytes / 1024 / 1024).toFixed(1)} MB`;
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+    case 'FST_REQ_FILE_TOO_LARGE':
+      return { status: 413, code: 'body_too_large', message: `the body (or a file in it) is larger than the ${megabytes} limit`, reason: 'body_too_large' };
+    case 'FST_FILES_LIMIT':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_FIELDS_LIMIT':
+      return { status: 413, code: 'too_many_inputs', message: `more than ${limits.maxBatchInputs} files (or too many form fields) in one request`, reason: 'body_too_large' };
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return { status: 415, code: 'unsupported_media_type', message: `unsupported content type "${mediaType(request) || 'none'}"`, reason: 'content_type' };
+  }
+  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+  if (status === 500) return { status, code: 'internal_error', message: 'internal error (logged on the server)', reason: 'bad_request' };
+  return { status, code: (error.code ?? 'bad_request').toLowerCase(), message: error.message, reason: 'bad_request' };
+}

@@ -1,0 +1,280 @@
+/**
+ * The contract between an exported headstart ONNX file and whatever runs it: which metadata keys
+ * it carries, what they hold, and how a photo or a text becomes the graph's input. Plain TypeScript
+ * with no Node built-ins and no DOM, shared by the exporter (Node) and `headstart/web` (browsers).
+ *
+ * Every export returns `float32 [batch, classes]` probabilities. An image export takes
+ * `uint8 [batch, height, width, 3]` RGB pixels; scaling and normalisation happen inside the graph, so
+ * a consumer only resizes/crops (`cropBox`) and reads the pixels out, in any language. A text export
+ * takes int64 token ids and attention mask from the tokenizer it embeds.
+ */
+
+export const EXPORT_FORMAT_VERSION = 1;
+
+/** `metadata_props` keys; values are strings, JSON where noted. */
+export const METADATA_KEYS = {
+  /** "1" */
+  format: 'headstart.format',
+  /** "image" | "text" | "audio" */
+  modality: 'headstart.modality',
+  /** JSON string[]: the label of each output column. */
+  labels: 'headstart.labels',
+  /** JSON ExportedInput: what to feed the graph. */
+  input: 'headstart.input',
+  /** JSON ExportedOutput. */
+  output: 'headstart.output',
+  /** JSON: the preprocessing the model was trained with (for the record; the graph does the scaling). */
+  preprocessing: 'headstart.preprocessing',
+  /** JSON Provenance: where the model came from. */
+  provenance: 'headstart.provenance',
+  /** Text models: JSON { tokenizer: <tokenizer.json>, config: <tokenizer_config.json> }. */
+  tokenizer: 'headstart.tokenizer',
+} as const;
+
+/** The geometry of getting from a photo to the graph's input size (see `cropBox`). */
+export interface ImageResize {
+  resize: 'stretch' | 'shortest-edge-crop' | 'center-square-crop';
+  shortestEdge?: number;
+  interpolation: 'nearest' | 'bilinear' | 'bicubic';
+}
+
+export interface ExportedImageInput extends ImageResize {
+  kind: 'image';
+  /** The graph input's name. */
+  name: string;
+  dtype: 'uint8';
+  /** [batch, height, width, channel], channels R, G, B. */
+  layout: 'NHWC';
+  width: number;
+  height: number;
+  /** What pixels with an alpha channel are flattened onto before RGB is read, as in training. */
+  background: [number, number, number];
+}
+
+/**
+ * A text export takes token ids and an attention mask (int64 [batch, tokens], padded with `padId`
+ * and 0): the text's tokens from the embedded tokenizer, cut to leave room for the `prefix` and
+ * `suffix` special ids, then framed by them — `maxLength` ids at most.
+ */
+export interface ExportedTextInput {
+  kind: 'text';
+  idsName: string;
+  maskName: string;
+  maxLength: number;
+  padId: number;
+  prefix: number[];
+  suffix: number[];
+}
+
+export type ExportedInput = ExportedImageInput | ExportedTextInput;
+
+/** The tokenizer a text export embeds (Hugging Face tokenizer.json and tokenizer_config.json). */
+export interface EmbeddedTokenizer {
+  tokenizer: object;
+  config: object;
+}
+
+export interface ExportedOutput {
+  name: string;
+  /** Each row sums to 1 (softmax of the head's logits divided by the calibration temperature). */
+  kind: 'probabilities';
+  classes: number;
+}
+
+export interface Provenance {
+  headstartVersion: string;
+  exportedAt: string;
+  trainedAt: string;
+  backbone: { id: string; sha256: string; featureOutput: string; featureDim: number };
+  head: { type: string; config: Record<string, unknown> };
+  temperature: number;
+  validationAccuracy: number | null;
+  /** null for fp32; otherwise how the weights were quantised. */
+  quantization: { scheme: string; tensors: number } | null;
+}
+
+export interface ExportMetadata {
+  format: number;
+  modality: 'image' | 'text' | 'audio';
+  labels: string[];
+  input: ExportedInput;
+  output: ExportedOutput;
+  preprocessing: unknown;
+  provenance: Provenance | null;
+  /** Text exports only. */
+  tokenizer?: EmbeddedTokenizer;
+}
+
+/** The metadata an export carries, as `metadata_props` key/value strings. */
+export function metadataProps(metadata: ExportMetadata): Record<string, string> {
+  return {
+    [METADATA_KEYS.format]: String(metadata.format),
+    [METADATA_KEYS.modality]: metadata.modality,
+    [METADATA_KEYS.labels]: JSON.stringify(metadata.labels),
+    [METADATA_KEYS.input]: JSON.stringify(metadata.input),
+    [METADATA_KEYS.output]: JSON.stringify(metadata.output),
+    [METADATA_KEYS.preprocessing]: JSON.stringify(metadata.preprocessing),
+    [METADATA_KEYS.provenance]: JSON.stringify(metadata.provenance),
+    ...(metadata.tokenizer ? { [METADATA_KEYS.tokenizer]: JSON.stringify(metadata.tokenizer) } : {}),
+  };
+}
+
+/** Reads and checks the metadata of a headstart export; the error says what is missing. */
+export function parseExportMetadata(props: Record<string, string>): ExportMetadata {
+  const format = Number(props[METADATA_KEYS.format]);
+  if (!Number.isInteger(format)) throw new Error(`not a headstart export: the ONNX file has no "${METADATA_KEYS.format}" metadata`);
+  if (format > EXPORT_FORMAT_VERSION) {
+    throw new Error(`exported by a newer headstart (format ${format}; this one reads up to ${EXPORT_FORMAT_VERSION})`);
+  }
+  const json = (key: string): unknown => {
+    const value = props[key];
+    if (value === undefined) throw new Error(`headstart export without "${key}" metadata`);
+    try {
+      return JSON.parse(value);
+    } catch {
+      throw new Error(`headstart export with unreadable "${key}" metadata`);
+    }
+  };
+  const labels = json(METADATA_KEYS.labels);
+  if (!Array.isArray(labels) || !labels.every((label) => typeof label === 'string')) throw new Error(`"${METADATA_KEYS.labels}" is not a list of strings`);
+  const input = json(METADATA_KEYS.input) as ExportedInput;
+  if (input?.kind !== 'image' && input?.kind !== 'text') throw new Error(`unsupported input kind ${JSON.stringify((input as { kind?: unknown })?.kind)} (this version reads image and text exports)`);
+  if (input.kind === 'text' && props[METADATA_KEYS.tokenizer] === undefined) throw new Error(`text export without "${METADATA_KEYS.tokenizer}" metadata`);
+  return {
+    format,
+    modality: props[METADATA_KEYS.modality] as ExportMetadata['modality'],
+    labels,
+    input,
+    output: json(METADATA_KEYS.output) as ExportedOutput,
+    preprocessing: props[METADATA_KEYS.preprocessing] === undefined ? null : json(METADATA_KEYS.preprocessing),
+    provenance: props[METADATA_KEYS.provenance] === undefined ? null : (json(METADATA_KEYS.provenance) as Provenance | null),
+    ...(input.kind === 'text' ? { tokenizer: json(METADATA_KEYS.tokenizer) as EmbeddedTokenizer } : {}),
+  };
+}
+
+/**
+ * The region of a `sourceWidth`×`sourceHeight` image that ends up in the graph's input, in source
+ * pixels, exactly as training prepared images: resize the shortest edge then centre-crop (the
+ * rounding matches), centre-crop the largest region with the target's aspect, or stretch all of it.
+ * Drawing this box onto a width×height canvas gives the input.
+ */
+export function cropBox(
+  sourceWidth: number,
+  sourceHeight: number,
+  target: ImageResize & { width: number; height: number },
+): { x: number; y: number; width: number; height: number } {
+  const { width, height } = target;
+  if (target.resize === 'stretch') return { x: 0, y: 0, width: sourceWidth, height: sourceHeight };
+  if (target.resize === 'center-square-crop') {
+    const scale = Math.max(width / sourceWidth, height / sourceHeight);
+    const w = width / scale;
+    const h = height / scale;
+    return { x: (sourceWidth - w) / 2, y: (sourceHeight - h) / 2, width: w, height: h };
+  }
+  const edge = target.shortestEdge ?? Math.max(width, height);
+  const scale = edge / Math.min(sourceWidth, sourceHeight);
+  const resizedWidth = Math.max(width, Math.round(sourceWidth * scale));
+  const resizedHeight = Math.max(height, Math.round(sourceHeight * scale));
+  const scaleX = resizedWidth / sourceWidth;
+  const scaleY = resizedHeight / sourceHeight;
+  return {
+    x: Math.floor((resizedWidth - width) / 2) / scaleX,
+    y: Math.floor((resizedHeight - height) / 2) / scaleY,
+    width: width / scaleX,
+    height: height / scaleY,
+  };
+}
+
+/** Token id rows padded to the longest with `padId`, and their attention mask: the two int64 inputs of a text export. */
+export function padTokenIds(rows: number[][], padId: number): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
+  const length = Math.max(1, ...rows.map((row) => row.length));
+  const ids = new BigInt64Array(rows.length * length).fill(BigInt(padId));
+  const mask = new BigInt64Array(rows.length * length);
+  rows.forEach((row, r) =>
+    row.forEach((id, t) => {
+      ids[r * length + t] = BigInt(id);
+      mask[r * length + t] = 1n;
+    }),
+  );
+  return { ids, mask, length };
+}
+
+export interface Prediction {
+  label: string;
+  probability: number;
+}
+
+/** The k most probable labels of one probability row, best first. */
+export function topPredictions(probabilities: ArrayLike<number>, labels: string[], topK = labels.length): Prediction[] {
+  return labels
+    .map((label, i) => ({ label, probability: probabilities[i]! }))
+    .sort((a, b) => b.probability - a.probability)
+    .slice(0, Math.max(1, topK));
+}
+
+/**
+ * `metadata_props` of an ONNX file, read straight from its protobuf bytes: the ONNX Runtime
+ * JavaScript APIs do not expose custom metadata, and a full protobuf library is a heavy price for
+ * one repeated field. Walks ModelProto's top-level fields, skipping the graph without parsing it.
+ */
+export function readOnnxMetadata(bytes: Uint8Array): Record<string, string> {
+  const props: Record<string, string> = {};
+  const decoder = new TextDecoder();
+  for (const field of protobufFields(bytes, 0, bytes.length)) {
+    // ModelProto.metadata_props = 14: StringStringEntryProto { key = 1; value = 2 }.
+    if (field.number !== 14 || field.wireType !== 2) continue;
+    let key = '';
+    let value = '';
+    for (const entry of protobufFields(bytes, field.start, field.end)) {
+      if (entry.wireType !== 2) continue;
+      if (entry.number === 1) key = decoder.decode(bytes.subarray(entry.start, entry.end));
+      if (entry.number === 2) value = decoder.decode(bytes.subarray(entry.start, entry.end));
+    }
+    props[key] = value;
+  }
+  return props;
+}
+
+interface ProtobufField {
+  number: number;
+  wireType: number;
+  /** Payload bounds of a length-delimited field. */
+  start: number;
+  end: number;
+}
+
+function* protobufFields(bytes: Uint8Array, from: number, to: number): Generator<ProtobufField> {
+  let position = from;
+  const varint = (): number => {
+    // Multiplication rather than bit shifts: lengths of large graphs exceed 2^31.
+    let result = 0;
+    let factor = 1;
+    for (;;) {
+      if (position >= to) throw new Error('not an ONNX file: truncated protobuf');
+      const byte = bytes[position++]!;
+      result += (byte & 0x7f) * factor;
+      if (byte < 0x80) return result;
+      factor *= 128;
+    }
+  };
+  while (position < to) {
+    const tag = varint();
+    const wireType = tag % 8;
+    const number = Math.floor(tag / 8);
+    if (wireType === 0) {
+      varint();
+      yield { number, wireType, start: position, end: position };
+    } else if (wireType === 2) {
+      const length = varint();
+      const start = position;
+      position += length;
+      if (position > to) throw new Error('not an ONNX file: truncated protobuf');
+      yield { number, wireType, start, end: position };
+    } else if (wireType === 1 || wireType === 5) {
+      position += wireType === 1 ? 8 : 4;
+      yield { number, wireType, start: position, end: position };
+    } else {
+      throw new Error(`not an ONNX file: protobuf wire type ${wireType}`);
+    }
+  }
+}

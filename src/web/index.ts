@@ -1,0 +1,218 @@
+/**
+ * `headstart/web`: runs a model exported with `headstart export` in the browser, on
+ * onnxruntime-web, with no Node built-ins and nothing else from headstart.
+ *
+ *   import { loadClassifier } from 'headstart/web';
+ *   const model = await loadClassifier('/models/flowers.onnx');
+ *   const [best] = await model.classify(document.querySelector('canvas')!);
+ *
+ * Images are cropped and resized on a canvas with the geometry recorded in the file (as training
+ * did), flattened onto white and read out as RGB bytes; the graph does the rest. Canvas resampling
+ * is not libvips', so probabilities differ from Node's in the last digits; the top label agrees.
+ * Text models are tokenised with the tokenizer embedded in the file, by @huggingface/tokenizers
+ * (pure JS, loaded only for text models), exactly as in training.
+ */
+import * as ort from 'onnxruntime-web';
+import {
+  cropBox,
+  padTokenIds,
+  parseExportMetadata,
+  readOnnxMetadata,
+  topPredictions,
+  type EmbeddedTokenizer,
+  type ExportMetadata,
+  type ExportedImageInput,
+  type ExportedTextInput,
+  type Prediction,
+} from './format.js';
+
+export { env } from 'onnxruntime-web';
+export { cropBox, parseExportMetadata, readOnnxMetadata, topPredictions, METADATA_KEYS } from './format.js';
+export type { ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedOutput, Prediction, Provenance } from './format.js';
+
+/** Anything a browser can draw, a Blob (a file from an <input>), or the URL of an image (for text models: the text). */
+export type ImageSource =
+  | HTMLImageElement
+  | HTMLCanvasElement
+  | HTMLVideoElement
+  | OffscreenCanvas
+  | ImageBitmap
+  | ImageData
+  | VideoFrame
+  | Blob
+  | URL
+  | string;
+
+export interface LoadOptions {
+  /** onnxruntime-web session options; default: the wasm backend, all graph optimisations. */
+  sessionOptions?: ort.InferenceSession.SessionOptions;
+}
+
+/** Fetches (or takes) an exported model, reads its metadata and opens an onnxruntime-web session. */
+export async function loadClassifier(model: string | URL | ArrayBuffer | Uint8Array, options: LoadOptions = {}): Promise<WebClassifier> {
+  const bytes =
+    model instanceof Uint8Array ? model : model instanceof ArrayBuffer ? new Uint8Array(model) : new Uint8Array(await (await fetchOk(model)).arrayBuffer());
+  const metadata = parseExportMetadata(readOnnxMetadata(bytes));
+  const tokenizer = metadata.input.kind === 'text' ? await TextTokenizer.create(metadata.tokenizer!, metadata.input) : undefined;
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', ...options.sessionOptions });
+  return new WebClassifier(session, metadata, tokenizer);
+}
+
+/** The training tokenisation, from the embedded tokenizer.json: tokens cut to fit, framed by the special ids. */
+export class TextTokenizer {
+  private constructor(
+    private readonly tokenizer: { tokenize(text: string): string[] },
+    private readonly vocabulary: Map<string, number>,
+    private readonly unknownId: number,
+    private readonly input: ExportedTextInput,
+  ) {}
+
+  static async create(embedded: EmbeddedTokenizer, input: ExportedTextInput): Promise<TextTokenizer> {
+    const { Tokenizer } = await import('@huggingface/tokenizers');
+    const tokenizer = new Tokenizer(embedded.tokenizer, embedded.config);
+    const unknownId = tokenizer.model?.unk_token_id ?? 0;
+    return new TextTokenizer(tokenizer, tokenizer.get_vocab(true), unknownId, input);
+  }
+
+  /** Token ids with the model's special tokens, at most maxLength (the end of a long text is dropped). */
+  encode(text: string): number[] {
+    const { prefix, suffix, maxLength } = this.input;
+    const tokens = this.tokenizer.tokenize(text);
+    const kept = tokens.slice(0, maxLength - prefix.length - suffix.length);
+    return [...prefix, ...kept.map((token) => this.vocabulary.get(token) ?? this.unknownId), ...suffix];
+  }
+}
+
+export class WebClassifier {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly metadata: ExportMetadata,
+    /** Text models only. */
+    readonly tokenizer?: TextTokenizer,
+  ) {}
+
+  get labels(): string[] {
+    return this.metadata.labels;
+  }
+
+  /** The top-k labels for one input (an image, or for text models the text), most probable first. */
+  async classify(input: ImageSource, options: { topK?: number } = {}): Promise<Prediction[]> {
+    return (await this.classifyMany([input], options))[0]!;
+  }
+
+  /** Top-k labels for several inputs, with one model run for all of them. */
+  async classifyMany(inputs: ImageSource[], options: { topK?: number } = {}): Promise<Prediction[][]> {
+    const probabilities = await this.probabilities(inputs);
+    const k = this.labels.length;
+    return inputs.map((_, i) => topPredictions(probabilities.subarray(i * k, (i + 1) * k), this.labels, options.topK ?? k));
+  }
+
+  /** Class probabilities, inputs × classes, row-major. */
+  async probabilities(inputs: ImageSource[]): Promise<Float32Array> {
+    const input = this.metadata.input;
+    if (input.kind === 'text') {
+      return this.probabilitiesOfTokens(
+        inputs.map((text) => {
+          if (typeof text !== 'string') throw new Error('a text model classifies strings');
+          return this.tokenizer!.encode(text);
+        }),
+      );
+    }
+    return this.probabilitiesOfPixels(await Promise.all(inputs.map((image) => imagePixels(image, input))));
+  }
+
+  /** Probabilities for images already cropped and resized to the input size: RGB bytes, HWC. */
+  async probabilitiesOfPixels(images: Uint8Array[]): Promise<Float32Array> {
+    const input = this.metadata.input;
+    if (input.kind !== 'image') throw new Error('this model takes text, not pixels');
+    const size = input.width * input.height * 3;
+    const batch = new Uint8Array(images.length * size);
+    images.forEach((pixels, i) => {
+      if (pixels.length !== size) throw new Error(`expected ${input.width}×${input.height} RGB pixels (${size} bytes), got ${pixels.length}`);
+      batch.set(pixels, i * size);
+    });
+    return this.run({ [input.name]: new ort.Tensor('uint8', batch, [images.length, input.height, input.width, 3]) });
+  }
+
+  /** Probabilities for token id sequences (special tokens included), padded here. */
+  async probabilitiesOfTokens(sequences: number[][]): Promise<Float32Array> {
+    const input = this.metadata.input;
+    if (input.kind !== 'text') throw new Error('this model takes images, not token ids');
+    const { ids, mask, length } = padTokenIds(sequences, input.padId);
+    const dims = [sequences.length, length];
+    return this.run({ [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) });
+  }
+
+  private async run(feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
+    const outputName = this.metadata.output.name;
+    const results = await this.session.run(feeds, [outputName]);
+    const output = results[outputName]!;
+    const probabilities = (output.data as Float32Array).slice();
+    output.dispose();
+    return probabilities;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** The graph's input for one image: cropped and resized as in training, over white, RGB bytes (HWC). */
+export async function imagePixels(source: ImageSource, input: ExportedImageInput): Promise<Uint8Array> {
+  const { image, width, height, close } = await drawable(source);
+  try {
+    const box = cropBox(width, height, input);
+    const canvas = typeof OffscreenCanvas === 'function' ? new OffscreenCanvas(input.width, input.height) : Object.assign(document.createElement('canvas'), { width: input.width, height: input.height });
+    const context = canvas.getContext('2d', { willReadFrequently: true }) as CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D | null;
+    if (!context) throw new Error('no 2D canvas context available');
+    context.fillStyle = `rgb(${input.background.join(',')})`;
+    context.fillRect(0, 0, input.width, input.height);
+    context.imageSmoothingEnabled = input.interpolation !== 'nearest';
+    context.imageSmoothingQuality = 'high';
+    context.drawImage(image, box.x, box.y, box.width, box.height, 0, 0, input.width, input.height);
+    const rgba = context.getImageData(0, 0, input.width, input.height).data;
+    const rgb = new Uint8Array(input.width * input.height * 3);
+    for (let p = 0, q = 0; p < rgba.length; p += 4, q += 3) {
+      rgb[q] = rgba[p]!;
+      rgb[q + 1] = rgba[p + 1]!;
+      rgb[q + 2] = rgba[p + 2]!;
+    }
+    return rgb;
+  } finally {
+    close?.();
+  }
+}
+
+interface Drawable {
+  image: CanvasImageSource;
+  width: number;
+  height: number;
+  /** Frees a bitmap made here. */
+  close?: () => void;
+}
+
+async function drawable(source: ImageSource): Promise<Drawable> {
+  if (typeof source === 'string' || source instanceof URL) return bitmapOf(await (await fetchOk(source)).blob());
+  if (source instanceof Blob) return bitmapOf(source);
+  if (typeof ImageData !== 'undefined' && source instanceof ImageData) return bitmapOf(source);
+  if (typeof HTMLImageElement !== 'undefined' && source instanceof HTMLImageElement) {
+    if (!source.complete || source.naturalWidth === 0) await source.decode();
+    return { image: source, width: source.naturalWidth, height: source.naturalHeight };
+  }
+  if (typeof HTMLVideoElement !== 'undefined' && source instanceof HTMLVideoElement) return { image: source, width: source.videoWidth, height: source.videoHeight };
+  if (typeof VideoFrame !== 'undefined' && source instanceof VideoFrame) return { image: source, width: source.displayWidth, height: source.displayHeight };
+  const sized = source as HTMLCanvasElement | OffscreenCanvas | ImageBitmap;
+  return { image: sized, width: sized.width, height: sized.height };
+}
+
+async function bitmapOf(source: Blob | ImageData): Promise<Drawable> {
+  // EXIF orientation applied, as training applied it.
+  const bitmap = await createImageBitmap(source, { imageOrientation: 'from-image' });
+  return { image: bitmap, width: bitmap.width, height: bitmap.height, close: () => bitmap.close() };
+}
+
+async function fetchOk(url: string | URL): Promise<Response> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${String(url)}: HTTP ${response.status}`);
+  return response;
+}

@@ -1,0 +1,234 @@
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ImagePreprocessing } from '../src/backbones/image-preprocessing.js';
+import { attr, encodeModel, OnnxGraph } from '../src/backbones/tfjs/onnx-graph.js';
+import { Classifier } from '../src/classifier/classifier.js';
+import { ImageClassifier } from '../src/classifier/image-classifier.js';
+import { readImageFolder } from '../src/data/image-folder.js';
+import { prepareImagePixels } from '../src/data/image-decode.js';
+import { compareOnLabelled, compareWithLibrary, exportClassifier, type ExportResult } from '../src/export/onnx-export.js';
+import { quantizeSymmetric } from '../src/export/quantize.js';
+import { parseExportMetadata, readOnnxMetadata } from '../src/web/format.js';
+import { runCli } from './helpers/cli.js';
+import { HYMENOPTERA, SHARED, makeColourFolder, tempDir } from './helpers/images.js';
+
+const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
+const require = createRequire(import.meta.url);
+
+/**
+ * What a consumer without headstart does: onnxruntime-node and onnxruntime-web (its Node build), the
+ * file, and RGB bytes. Runs in a child process that imports nothing else, and prints the
+ * probabilities of each runtime as JSON.
+ */
+async function runWithoutHeadstart(work: string, model: string, pixels: Uint8Array[]): Promise<{ node: number[]; web: number[]; dims: number[] }> {
+  const script = join(work, 'plain-consumer.mjs');
+  await writeFile(join(work, 'pixels.bin'), Buffer.concat(pixels));
+  await writeFile(
+    script,
+    `import { readFileSync } from 'node:fs';
+import ortNode from ${JSON.stringify(pathToFileURL(require.resolve('onnxruntime-node')).href)};
+import * as ortWeb from ${JSON.stringify(new URL('../node_modules/onnxruntime-web/dist/ort.node.min.mjs', import.meta.url).href)};
+const [model, pixelFile, count] = process.argv.slice(2);
+const bytes = readFileSync(model);
+const pixels = new Uint8Array(readFileSync(pixelFile));
+const out = {};
+for (const [name, ort] of [['node', ortNode], ['web', ortWeb]]) {
+  const session = await ort.InferenceSession.create(bytes);
+  const input = new ort.Tensor('uint8', pixels, [Number(count), 224, 224, 3]);
+  const result = await session.run({ [session.inputNames[0]]: input });
+  const output = result[session.outputNames[0]];
+  out[name] = Array.from(output.data);
+  out.dims = output.dims;
+}
+console.log(JSON.stringify(out));
+`,
+  );
+  const { stdout } = await promisify(execFile)(process.execPath, [script, model, join(work, 'pixels.bin'), String(pixels.length)], { maxBuffer: 1 << 24 });
+  return JSON.parse(stdout);
+}
+
+const maxAbsDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => Math.max(...Array.from(a, (x, i) => Math.abs(x - b[i]!)));
+
+describe('ONNX export of a hymenoptera classifier (MobileNetV2 α=0.35)', () => {
+  let work: string;
+  let cacheDir: string;
+  let classifier: ImageClassifier;
+  let fp32: ExportResult;
+  let images: Uint8Array[];
+  let pixels: Uint8Array[];
+
+  beforeAll(async () => {
+    work = await tempDir('headstart-export-');
+    cacheDir = join(work, 'cache');
+    classifier = await ImageClassifier.train({ data: HYMENOPTERA, backbone: MOBILENET_035, cacheDir });
+    fp32 = await exportClassifier(classifier);
+    await writeFile(join(work, 'model.onnx'), fp32.onnx);
+    const validation = (await readImageFolder(HYMENOPTERA)).validation;
+    images = await Promise.all(validation.filter((_, i) => i % 8 === 0).map((item) => item.load()));
+    pixels = await Promise.all(images.map((image) => prepareImagePixels(image, classifier.backbone.preprocessing as ImagePreprocessing)));
+  });
+
+  afterAll(async () => {
+    await classifier?.dispose();
+  });
+
+  it('folds the calibration temperature in (training fitted one)', () => {
+    expect(classifier.manifest.calibration?.temperature).toBeDefined();
+    expect(classifier.manifest.calibration!.temperature).not.toBe(1);
+    expect(fp32.metadata.provenance?.temperature).toBe(classifier.manifest.calibration!.temperature);
+  });
+
+  it('gives the library\'s probabilities within 1e-5 in plain onnxruntime-node and onnxruntime-web, without headstart code', async () => {
+    const library = await classifier.predictProbabilities(images);
+    const plain = await runWithoutHeadstart(work, join(work, 'model.onnx'), pixels);
+    expect(plain.dims).toEqual([images.length, 2]);
+    expect(maxAbsDifference(plain.node, library)).toBeLessThan(1e-5);
+    expect(maxAbsDifference(plain.web, library)).toBeLessThan(1e-5);
+    expect(fp32.check.maxAbsDifference).toBeLessThan(1e-5);
+  });
+
+  it('carries labels, input geometry and provenance in metadata_props', async () => {
+    const metadata = parseExportMetadata(readOnnxMetadata(await readFile(join(work, 'model.onnx'))));
+    expect(metadata.labels).toEqual(['ants', 'bees']);
+    expect(metadata.input).toMatchObject({ kind: 'image', name: 'pixels', dtype: 'uint8', layout: 'NHWC', width: 224, height: 224, resize: 'shortest-edge-crop', shortestEdge: 256 });
+    expect(metadata.output).toEqual({ name: 'probabilities', kind: 'probabilities', classes: 2 });
+    expect(metadata.provenance).toMatchObject({
+      backbone: { id: classifier.manifest.backbone.id, sha256: classifier.manifest.backbone.sha256, featureDim: 1280 },
+      head: { type: 'linear' },
+      quantization: null,
+    });
+    expect(metadata.provenance!.validationAccuracy).toBe(classifier.metrics.validation!.accuracy);
+  });
+
+  it('exports int8 weights 3× smaller that lose at most 2 points of accuracy on the labelled validation set', async () => {
+    const int8 = await exportClassifier(classifier, { quantize: 'int8' });
+    expect(int8.quantization!.tensors).toBeGreaterThan(30);
+    expect(int8.onnx.byteLength).toBeLessThan(fp32.onnx.byteLength / 3);
+    expect(int8.metadata.provenance?.quantization).toMatchObject({ tensors: int8.quantization!.tensors });
+    const { items } = await classifier.adapter.readLabelled(join(HYMENOPTERA, 'val'), classifier.labels);
+    const comparison = await compareOnLabelled(classifier, int8.onnx, items);
+    expect(comparison.inputs).toBe(153);
+    expect(comparison.accuracyDrop).toBeLessThanOrEqual(0.02);
+    expect(comparison.top1Agreement).toBeGreaterThanOrEqual(0.97);
+    // And the same file runs in both plain runtimes.
+    await writeFile(join(work, 'model.int8.onnx'), int8.onnx);
+    const plain = await runWithoutHeadstart(work, join(work, 'model.int8.onnx'), pixels.slice(0, 4));
+    expect(maxAbsDifference(plain.node, plain.web)).toBeLessThan(1e-4);
+  });
+
+  it('exports MLP (GELU), k-NN and centroid heads with the same parity', async () => {
+    for (const options of [{ head: 'mlp', activation: 'gelu' }, { head: 'knn', k: 7 }, { head: 'centroid' }] as const) {
+      const other = await ImageClassifier.train({ data: HYMENOPTERA, backbone: MOBILENET_035, cacheDir, ...options });
+      try {
+        const result = await exportClassifier(other);
+        const comparison = await compareWithLibrary(other, result.onnx, images);
+        expect(comparison.maxAbsDifference, options.head).toBeLessThan(1e-5);
+        expect(comparison.top1Agreement).toBe(1);
+      } finally {
+        await other.dispose();
+      }
+    }
+  });
+
+  it('writes the file from the command line and compares it on labelled data', async () => {
+    const modelDir = join(work, 'hymenoptera-model');
+    await classifier.save(modelDir, { report: false });
+    // A few labelled photos per class: the full validation set is compared above.
+    const labelled = join(work, 'labelled');
+    for (const label of ['ants', 'bees']) {
+      await mkdir(join(labelled, label), { recursive: true });
+      for (const file of (await readdir(join(HYMENOPTERA, 'val', label))).slice(0, 3)) await copyFile(join(HYMENOPTERA, 'val', label, file), join(labelled, label, file));
+    }
+    const out = join(work, 'cli.int8.onnx');
+    const result = await runCli(['export', modelDir, '--format', 'onnx', '--quantize', 'int8', '--out', out, '--evaluate', labelled, '--cache-dir', cacheDir, '--json', '--quiet']);
+    expect(result.code, result.stderr).toBe(0);
+    const json = JSON.parse(result.stdout);
+    expect(json).toMatchObject({ file: out, quantization: { tensors: expect.any(Number) }, evaluation: { inputs: 6, accuracyDrop: expect.any(Number) } });
+    expect((await stat(out)).size).toBe(json.bytes);
+    const text = await runCli(['export', modelDir, '--out', join(work, 'cli.onnx'), '--cache-dir', cacheDir, '--quiet']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/input {3}pixels: uint8 \[batch, 224, 224, 3\]/);
+  });
+});
+
+describe('ONNX export of other graph shapes', () => {
+  /**
+   * A tiny random "backbone" in the layout of Hugging Face vision exports: NCHW float input,
+   * `last_hidden_state` either a feature map (pooled by spatial mean) or a token sequence (pooled by
+   * its first token), so both pooling paths and the NCHW transpose are exported.
+   */
+  async function tinyBackbone(dir: string, tokens: boolean): Promise<string> {
+    const graph = new OnnxGraph();
+    const input = graph.addInput('pixel_values', [-1, 3, 224, 224]);
+    const weights = Float32Array.from({ length: 8 * 3 * 16 * 16 }, (_, i) => Math.sin(i * 12.9898) * 0.05);
+    const conv = graph.addNode('Conv', [input, graph.addFloatInitializer('w', [8, 3, 16, 16], weights)], { strides: attr.ints([16, 16]) }, 'conv');
+    let output = graph.addNode('Relu', [conv], {}, 'relu');
+    if (tokens) {
+      const flat = graph.addNode('Reshape', [output, graph.addInt64Initializer('shape', [0, 8, 196])], {}, 'flat');
+      output = graph.addNode('Transpose', [flat], { perm: attr.ints([0, 2, 1]) }, 'tokens');
+    }
+    graph.output = { name: graph.nameTensor(output, 'last_hidden_state'), shape: tokens ? [-1, 196, 8] : [-1, 8, 14, 14] };
+    const path = join(dir, tokens ? 'tokens.onnx' : 'feature-map.onnx');
+    await writeFile(path, encodeModel(graph, 'tiny', ''));
+    return path;
+  }
+
+  it('pools feature maps and token sequences in the graph as the library does', async () => {
+    const work = await tempDir('headstart-export-shapes-');
+    const data = await makeColourFolder(join(work, 'colours'), 8, ['blue', 'red', 'green']);
+    const probes = await readImageFolder(data);
+    const images = await Promise.all([...probes.train, ...probes.validation].slice(0, 6).map((item) => item.load()));
+    for (const tokens of [false, true]) {
+      const classifier = await ImageClassifier.train({ data, backbone: await tinyBackbone(work, tokens), cacheDir: join(work, 'cache') });
+      try {
+        expect(classifier.manifest.backbone.featureOutput).toBe(tokens ? 'last_hidden_state (first-token)' : 'last_hidden_state (spatial-mean)');
+        const result = await exportClassifier(classifier);
+        expect(result.metadata.preprocessing).toMatchObject({ layout: 'NCHW', mean: [0.485, 0.456, 0.406] });
+        const comparison = await compareWithLibrary(classifier, result.onnx, images);
+        expect(comparison.maxAbsDifference).toBeLessThan(1e-5);
+      } finally {
+        await classifier.dispose();
+      }
+    }
+  });
+
+  it('exports a transformer text model with its tokenizer', async () => {
+    const work = await tempDir('headstart-export-text-');
+    const reviews = ['great movie', 'loved every minute', 'a fine story', 'superb and funny', 'boring film', 'hated it', 'dull story', 'a waste of time'];
+    await writeFile(join(work, 'reviews.csv'), `text,label\n${reviews.map((t, i) => `"${t}",${i < 4 ? 'pos' : 'neg'}`).join('\n')}\n`);
+    const text = await Classifier.train({ task: 'text', data: join(work, 'reviews.csv'), backbone: join(SHARED, 'models/bert-tiny-random'), cacheDir: join(work, 'cache') });
+    try {
+      const result = await exportClassifier(text);
+      expect(result.metadata.input).toMatchObject({ kind: 'text', idsName: 'input_ids', maskName: 'attention_mask', maxLength: 512, prefix: [2], suffix: [3] });
+      expect(result.metadata.tokenizer?.tokenizer).toMatchObject({ model: expect.any(Object) });
+      const parsed = parseExportMetadata(readOnnxMetadata(result.onnx));
+      expect(parsed.tokenizer).toEqual(result.metadata.tokenizer);
+      const texts = ['what a film', 'Ünïcödé — and a very long text '.repeat(80), ''];
+      expect((await compareWithLibrary(text, result.onnx, texts)).maxAbsDifference).toBeLessThan(1e-5);
+    } finally {
+      await text.dispose();
+    }
+  });
+
+  it('says which models export when asked for another kind', async () => {
+    const audioLike = { backbone: { reference: { id: 'builtin:speech-embedding' } }, manifest: { modality: 'audio' } } as unknown as Classifier;
+    await expect(exportClassifier(audioLike)).rejects.toThrow(/cannot export this audio model \(backbone builtin:speech-embedding\): export covers image models and transformer text models/);
+  });
+});
+
+describe('int8 quantisation', () => {
+  it('scales each output channel so its largest weight maps to ±127', () => {
+    const values = Float32Array.from([0.3, -1, 0.25, 0, 0, 0, 2, 3, -8]);
+    const { quantized, scales } = quantizeSymmetric(values, [3, 3], 0);
+    expect(Array.from(scales)).toEqual([1 / 127, 1, 8 / 127].map(Math.fround));
+    expect(Array.from(quantized)).toEqual([38, -127, 32, 0, 0, 0, 32, 48, -127]);
+    const perTensor = quantizeSymmetric(values, [3, 3], null);
+    expect(perTensor.scales).toHaveLength(1);
+    expect(Math.max(...Array.from(perTensor.quantized, Math.abs))).toBe(127);
+  });
+});
