@@ -16,6 +16,10 @@ import { readTfjsModelFolder } from '../src/backbones/tfjs/index.js';
 import { readImageFolder } from '../src/data/image-folder.js';
 import { extractFeatures } from '../src/features/extract.js';
 import { fitHead } from '../src/train/fit.js';
+import { shipBench } from './ship.js';
+import { textBench } from './text.js';
+import { fineTuneBench } from './finetune.js';
+import { audioBench } from './audio.js';
 import type { FeatureSet } from '../src/heads/head.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -167,3 +171,11 @@ async function main() {
 }
 
 await main();
+// Ship it: export parity and int8 accuracy, then the HTTP server under load (bench/ship.ts).
+await shipBench();
+// Text encoders' speed and the text targets, TF-IDF beside (bench/text.ts).
+await textBench();
+// Fine-tuning inside the backbone: training-step speed against PyTorch, hymenoptera frozen vs unfrozen, the scratch CNN (bench/finetune.ts).
+await fineTuneBench();
+// Audio: speech-embedding extraction speed on FSDD, the official-split accuracy, speakers held out (bench/audio.ts).
+await audioBench();

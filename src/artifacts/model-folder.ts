@@ -12,6 +12,16 @@ export const MODEL_FORMAT_VERSION = 1;
 export const MANIFEST_FILE = 'manifest.json';
 export const HEAD_WEIGHTS_FILE = 'head.bin';
 export const METRICS_FILE = 'metrics.json';
+/** A backbone fine-tuned by training (`fineTune`): the whole updated ONNX graph, features output `features`. */
+export const FINE_TUNED_BACKBONE_FILE = 'backbone.onnx';
+
+/** Recorded in the manifest when the model folder carries its own fine-tuned backbone. */
+export interface FineTunedBackbone {
+  /** File in the model folder (its sha256 is `backbone.sha256`). */
+  file: string;
+  /** The backbone it was fine-tuned from. */
+  base: { id: string; sha256: string };
+}
 
 /** Where one tensor lives in `head.bin`: little-endian float32, `byteOffset` from the start. */
 export interface TensorEntry {
@@ -31,7 +41,7 @@ export interface ModelManifest {
   createdAt: string;
   modality: BackboneReference['modality'];
   labels: string[];
-  backbone: BackboneReference & { preprocessing: object };
+  backbone: BackboneReference & { preprocessing: object; fineTuned?: FineTunedBackbone };
   head: { type: HeadState['type']; config: Record<string, unknown>; tensors: Record<string, TensorEntry>; file: string };
   /** Softmax temperature fitted on validation data (1 = none). */
   calibration?: { temperature: number; fittedOn: string };
@@ -42,8 +52,11 @@ export interface ModelManifest {
 
 export type ManifestWithoutHead = Omit<ModelManifest, 'head' | 'format' | 'formatVersion'>;
 
-/** Writes the model folder atomically: readers see the old model or the new one, never a mix. */
-export async function saveModelFolder(dir: string, manifest: ManifestWithoutHead, head: HeadState): Promise<void> {
+/**
+ * Writes the model folder atomically: readers see the old model or the new one, never a mix.
+ * `files` are written into the folder too (a fine-tuned backbone).
+ */
+export async function saveModelFolder(dir: string, manifest: ManifestWithoutHead, head: HeadState, files: Record<string, Uint8Array> = {}): Promise<void> {
   const { entries, bytes } = packTensors(head.tensors);
   const full: ModelManifest = {
     format: MODEL_FORMAT,
@@ -52,6 +65,7 @@ export async function saveModelFolder(dir: string, manifest: ManifestWithoutHead
     head: { type: head.type, config: head.config, tensors: entries, file: HEAD_WEIGHTS_FILE },
   };
   await writeDirAtomic(dir, async (temp) => {
+    for (const [name, contents] of Object.entries(files)) await writeFile(join(temp, name), contents);
     await writeFile(join(temp, HEAD_WEIGHTS_FILE), bytes);
     await writeFile(join(temp, MANIFEST_FILE), `${JSON.stringify(full, null, 2)}\n`);
     // The evaluation on its own, for tools that only want the numbers.

@@ -31,9 +31,9 @@ export class ImageBackbone implements Backbone<Uint8Array, Float32Array> {
     readonly reference: BackboneReference,
     readonly spec: ImageGraphSpec,
     private readonly session: ort.InferenceSession,
-    private readonly inputName: string,
-    private readonly outputName: string,
-    private readonly pooling: Pooling,
+    readonly inputName: string,
+    readonly outputName: string,
+    readonly pooling: Pooling,
   ) {
     this.preprocessing = spec.preprocessing;
   }

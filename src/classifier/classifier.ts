@@ -1,11 +1,15 @@
+import { join } from 'node:path';
 import type { Backbone, Modality } from '../backbones/backbone.js';
 import type { Dataset, LabelledItem, SkippedInput } from '../data/dataset.js';
-import { computeMetrics, type ClassificationMetrics } from '../evaluate/metrics.js';
+import { fitTemperature, probabilitiesWithTemperature } from '../evaluate/calibration.js';
+import { computeMetrics, evaluatePredictions, type ClassificationMetrics } from '../evaluate/metrics.js';
 import { defaultCacheDir, FeatureCache } from '../features/cache.js';
 import { extractFeatures, type AugmentedViews } from '../features/extract.js';
 import { headFromState, type FeatureSet, type Head } from '../heads/head.js';
 import { fitHead, type FitOptions, type FitResult } from '../train/fit.js';
 import { loadModelFolder, saveModelFolder, type ManifestWithoutHead, type ModelManifest } from '../artifacts/model-folder.js';
+import type { FineTuneOptions } from '../finetune/fine-tune.js';
+import { predictionRecords, writePredictions, type StoredPredictions } from '../report/predictions.js';
 import { dataError, messageOf, modelError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { VERSION } from '../version.js';
@@ -36,6 +40,13 @@ export interface TrainOptions<Input extends Uint8Array | string = Uint8Array | s
   cacheDir?: string;
   /** Set false to skip the on-disk feature cache. */
   cache?: boolean;
+  /** Fit a softmax temperature on the validation split so probabilities mean what they say (default true). */
+  calibrate?: boolean;
+  /**
+   * Fine-tune the backbone's own top blocks before the head is fitted (image backbones): e.g.
+   * `{ unfreeze: 2 }`. The model folder then carries the fine-tuned backbone.
+   */
+  fineTune?: FineTuneOptions;
   reporter?: Reporter;
 }
 
@@ -69,6 +80,8 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
     readonly head: Head,
     readonly manifest: ManifestWithoutHead,
     protected readonly cacheDir: string,
+    /** Per-example held-out predictions of a freshly trained model, saved for its report. */
+    readonly heldOutPredictions?: StoredPredictions['splits'],
   ) {}
 
   static async train(options: TrainOptions): Promise<Classifier> {
@@ -152,13 +165,26 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
 
   /** Head probabilities, with the fitted temperature applied when there is one. */
   protected probabilitiesOf(features: Float32Array): Float32Array {
-    const temperature = this.manifest.calibration?.temperature ?? 1;
-    if (temperature === 1) return this.head.predictProba(features);
-    return softmaxRows(this.head.logits(features), this.labels.length, temperature);
+    return probabilitiesWithTemperature(this.head, features, this.manifest.calibration?.temperature ?? 1);
   }
 
-  async save(dir: string): Promise<void> {
-    await saveModelFolder(dir, this.manifest, this.head.state());
+  /**
+   * Writes the model folder; with held-out predictions from training, also `predictions.json`, and
+   * then `report.html` unless `report: false`. A report that fails is a warning (the model is saved);
+   * the path of the report written, if any, is returned.
+   */
+  async save(dir: string, options: { report?: boolean; reporter?: Reporter } = {}): Promise<{ report?: string }> {
+    const { fineTunedFiles } = await import('../finetune/classifier-hooks.js');
+    await saveModelFolder(dir, this.manifest, this.head.state(), await fineTunedFiles(this.backbone, this.manifest));
+    if (this.heldOutPredictions) await writePredictions(dir, this.heldOutPredictions);
+    if (options.report === false) return {};
+    try {
+      const { writeModelReport } = await import('../report/report.js');
+      return { report: (await writeModelReport(dir)).path };
+    } catch (error) {
+      (options.reporter ?? silentReporter).warn(`model saved, but its report could not be written: ${messageOf(error)}`);
+      return {};
+    }
   }
 
   async dispose(): Promise<void> {
@@ -172,6 +198,7 @@ type Make<Input extends Uint8Array | string, C> = (
   head: Head,
   manifest: ManifestWithoutHead,
   cacheDir: string,
+  heldOutPredictions?: StoredPredictions['splits'],
 ) => C;
 
 /** Trains with a modality's adapter; `make` builds the (sub)class the caller wants back. */
@@ -183,12 +210,21 @@ export async function trainWith<Input extends Uint8Array | string, C>(
   const { data, backbone: reference = adapter.defaultBackbone, augment, validationFraction, seed = 0, reporter, backboneOptions = {} } = options;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const dataset = typeof data === 'string' ? await adapter.readDataset(data, { ...options.datasetOptions, validationFraction, seed }) : data;
-  const backbone = await adapter.openBackbone(reference, { ...backboneOptions, cacheDir, reporter });
+  let backbone = await adapter.openBackbone(reference, { ...backboneOptions, cacheDir, reporter });
   const views = typeof augment === 'number' ? { views: augment } : augment;
+  const augmentation = views && views.views > 0 ? { views: views.views, settings: { ...adapter.defaultAugmentation, ...views.settings } } : undefined;
   try {
-    const { head, manifest } = await trainClassifier(dataset, backbone, {
+    // Fine-tuning yields a new backbone; the head is then fitted on its features like any other.
+    const hooks = options.fineTune ? await import('../finetune/classifier-hooks.js') : undefined;
+    const tuned = hooks && (await hooks.fineTuneForClassifier(dataset, backbone, options.fineTune!, { cacheDir, cache: options.cache, seed, augment: augmentation, reporter }));
+    if (tuned) {
+      await backbone.dispose();
+      backbone = tuned.backbone as unknown as Backbone<Input, unknown>;
+    }
+    const { head, manifest, heldOutPredictions } = await trainClassifier(dataset, backbone, {
       fit: fitOptionsOf(options),
-      augment: views && views.views > 0 ? { views: views.views, settings: { ...adapter.defaultAugmentation, ...views.settings } } : undefined,
+      calibrate: options.calibrate,
+      augment: augmentation,
       cache: options.cache,
       cacheDir,
       seed,
@@ -196,7 +232,8 @@ export async function trainWith<Input extends Uint8Array | string, C>(
     });
     // What it takes to open the same backbone again at load time.
     manifest.training = { ...manifest.training, backboneOptions: { featureOutput: backboneOptions.featureOutput ?? null, dtype: backboneOptions.dtype ?? null } };
-    return make(adapter, backbone, head, manifest, cacheDir);
+    if (hooks && tuned) hooks.recordFineTune(manifest, tuned);
+    return make(adapter, backbone, head, manifest, cacheDir, heldOutPredictions);
   } catch (error) {
     await backbone.dispose();
     throw error;
@@ -215,11 +252,13 @@ export async function loadWith<Input extends Uint8Array | string, C>(
   const head = headFromState(headState);
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const saved = (manifest.training.backboneOptions ?? {}) as { featureOutput?: string | null; dtype?: BackboneOptions['dtype'] | null };
-  const backbone = await adapter.openBackbone(manifest.backbone.id, {
+  // A fine-tuned backbone lives in the model folder itself, as one ONNX file.
+  const fineTuned = manifest.backbone.fineTuned;
+  const backbone = await adapter.openBackbone(fineTuned ? join(dir, fineTuned.file) : manifest.backbone.id, {
     cacheDir,
     reporter: options.reporter,
     hub: options.hub,
-    featureOutput: saved.featureOutput ?? undefined,
+    featureOutput: fineTuned ? undefined : (saved.featureOutput ?? undefined),
     dtype: saved.dtype ?? undefined,
     preprocessing: manifest.backbone.preprocessing,
   });
@@ -236,6 +275,7 @@ export async function loadWith<Input extends Uint8Array | string, C>(
 
 interface TrainSettings {
   fit?: Partial<FitOptions>;
+  calibrate?: boolean;
   augment?: { views: number; settings?: unknown };
   cache?: boolean;
   cacheDir: string;
@@ -245,13 +285,14 @@ interface TrainSettings {
 
 /**
  * The shared training flow: features for every split (cached), a head fitted on train with early
- * stopping on validation, and honest metrics on validation and test.
+ * stopping on validation, a softmax temperature fitted on validation, and honest metrics on
+ * validation and test.
  */
 export async function trainClassifier<Input extends Uint8Array | string>(
   dataset: Dataset<Input>,
   backbone: Backbone<Input, unknown>,
   settings: TrainSettings,
-): Promise<{ head: Head; manifest: ManifestWithoutHead; fit: FitResult }> {
+): Promise<{ head: Head; manifest: ManifestWithoutHead; fit: FitResult; heldOutPredictions: StoredPredictions['splits'] }> {
   const reporter = settings.reporter ?? silentReporter;
   const seed = settings.seed ?? 0;
   const cache = settings.cache === false ? undefined : FeatureCache.forBackbone(settings.cacheDir, backbone);
@@ -283,10 +324,34 @@ export async function trainClassifier<Input extends Uint8Array | string>(
   if (validation.set.labels.length === 0) throw dataError('no readable validation inputs', dataset.origin);
 
   const fit = fitHead(train.set, validation.set, { ...settings.fit, head: settings.fit?.head ?? 'linear', seed }, reporter);
-  const metrics: ModelManifest['metrics'] = {
-    validation: computeMetrics(validation.set.labels, fit.head.predictProba(validation.set.features), dataset.classes),
+  const k = dataset.classes.length;
+  const calibration =
+    settings.calibrate === false
+      ? undefined
+      : { temperature: fitTemperature(fit.head.logits(validation.set.features), validation.set.labels, k).temperature, fittedOn: 'validation' };
+  // Metrics of the calibrated model (what predict returns), with ECE before and after scaling.
+  const evaluateSplit = (split: { set: FeatureSet }) => {
+    const unscaled = fit.head.predictProba(split.set.features);
+    const probabilities = calibration ? probabilitiesWithTemperature(fit.head, split.set.features, calibration.temperature) : unscaled;
+    const metrics = evaluatePredictions(split.set.labels, probabilities, dataset.classes, {
+      seed,
+      scaling: calibration && { ...calibration, unscaled },
+    });
+    return { metrics, probabilities };
   };
-  if (test) metrics.test = computeMetrics(test.set.labels, fit.head.predictProba(test.set.features), dataset.classes);
+  const validationResult = evaluateSplit(validation);
+  const testResult = test && evaluateSplit(test);
+  const metrics: ModelManifest['metrics'] = { validation: validationResult.metrics };
+  if (testResult) metrics.test = testResult.metrics;
+  // Text examples are shown in reports by their text: a `file:line` source says little.
+  const textsOf = async (items: LabelledItem<Input>[]) =>
+    backbone.reference.modality === 'text' ? Promise.all(items.map((item) => item.load().then((input) => (typeof input === 'string' ? input : undefined), () => undefined))) : undefined;
+  const heldOutPredictions: StoredPredictions['splits'] = {
+    validation: predictionRecords(dataset.validation, validation.extracted.itemOfRow, validationResult.probabilities, k, await textsOf(dataset.validation)),
+  };
+  if (test && testResult) {
+    heldOutPredictions.test = predictionRecords(dataset.test!, test.extracted.itemOfRow, testResult.probabilities, k, await textsOf(dataset.test!));
+  }
 
   const manifest: ManifestWithoutHead = {
     headstartVersion: VERSION,
@@ -320,7 +385,8 @@ export async function trainClassifier<Input extends Uint8Array | string>(
     metrics,
     skipped,
   };
-  return { head: fit.head, manifest, fit };
+  if (calibration) manifest.calibration = calibration;
+  return { head: fit.head, manifest, fit, heldOutPredictions };
 }
 
 export function topPredictions(probabilities: ArrayLike<number>, labels: string[], topK: number): Prediction[] {
@@ -334,18 +400,6 @@ function describeInput(input: string | Uint8Array, i: number): string {
   return typeof input === 'string' && input.length < 300 ? input : `input #${i + 1}`;
 }
 
-function softmaxRows(logits: Float32Array, k: number, temperature: number): Float32Array {
-  const out = new Float32Array(logits.length);
-  for (let r = 0; r < logits.length / k; r++) {
-    let max = -Infinity;
-    for (let j = 0; j < k; j++) max = Math.max(max, logits[r * k + j]! / temperature);
-    let sum = 0;
-    for (let j = 0; j < k; j++) sum += out[r * k + j] = Math.exp(logits[r * k + j]! / temperature - max);
-    for (let j = 0; j < k; j++) out[r * k + j]! /= sum;
-  }
-  return out;
-}
-
 /** Examples per class; with `views`, only the plain (unaugmented) rows count. */
 function countLabels(labels: Int32Array, numClasses: number, views?: Int32Array): number[] {
   const counts = new Array<number>(numClasses).fill(0);
@@ -356,7 +410,7 @@ function countLabels(labels: Int32Array, numClasses: number, views?: Int32Array)
 }
 
 function fitOptionsOf<Input extends Uint8Array | string>(options: TrainOptions<Input>): Partial<FitOptions> {
-  const { task, data, backbone, backboneOptions, datasetOptions, augment, validationFraction, seed, cacheDir, cache, reporter, ...fit } = options;
+  const { task, data, backbone, backboneOptions, datasetOptions, augment, validationFraction, seed, cacheDir, cache, calibrate, fineTune, reporter, ...fit } = options;
   return fit;
 }
 

@@ -7,6 +7,10 @@ export async function modalityAdapter(modality: Modality): Promise<ModalityAdapt
   switch (modality) {
     case 'image':
       return (await import('./image-modality.js')).imageModality as ModalityAdapter;
+    case 'text':
+      return (await import('./text-modality.js')).textModality as ModalityAdapter;
+    case 'audio':
+      return (await import('./audio-modality.js')).audioModality as ModalityAdapter;
     default:
       throw usageError(`unknown task "${String(modality)}" (expected image, text or audio)`);
   }

@@ -9,12 +9,14 @@ export function evalCommand(): Command {
     new Command('eval')
       .description('evaluate a trained model on labelled data read as in training (e.g. <folder>/<class>/*)')
       .argument('<model>', 'a model folder written by `headstart train`')
-      .argument('<data>', 'labelled data: a folder with one sub-folder per class, or a labelled file for text'),
-  ).action(async (model: string, data: string, options: GlobalOptions) => {
+      .argument('<data>', 'labelled data: a folder with one sub-folder per class, or a labelled file for text')
+      .option('--text-column <name>', 'text: column (header name or 0-based index) or JSON field holding the text')
+      .option('--label-column <name>', 'text: column or JSON field holding the label'),
+  ).action(async (model: string, data: string, options: GlobalOptions & { textColumn?: string; labelColumn?: string }) => {
     const reporter = reporterFor(options);
     const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter });
     try {
-      const result = await classifier.evaluatePath(data, { reporter });
+      const result = await classifier.evaluatePath(data, { reporter, datasetOptions: { textColumn: options.textColumn, labelColumn: options.labelColumn } });
       emit(options, { metrics: result.metrics, skipped: result.skipped, predictions: result.predictions }, () =>
         [`${data} (${result.metrics.n} ${classifier.adapter.noun}):`, formatMetricsTable(result.metrics), ...formatSkipped(result.skipped)].join('\n'),
       );

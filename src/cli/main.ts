@@ -2,10 +2,14 @@
 import { Command, CommanderError } from 'commander';
 import { EXIT_CODES, HeadstartError, messageOf } from '../util/errors.js';
 import { VERSION } from '../version.js';
+import { compareCommand } from './compare.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
+import { exportCommand } from './export.js';
 import { modelsCommand } from './models.js';
 import { predictCommand } from './predict.js';
+import { reportCommand } from './report.js';
+import { serveCommand } from './serve.js';
 import { trainCommand } from './train.js';
 
 /** Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad data, 4 bad model, 5 network. */
@@ -19,7 +23,11 @@ export async function main(argv: string[]): Promise<number> {
     .addCommand(predictCommand())
     .addCommand(evalCommand())
     .addCommand(demoCommand())
-    .addCommand(modelsCommand());
+    .addCommand(modelsCommand())
+    .addCommand(reportCommand())
+    .addCommand(compareCommand())
+    .addCommand(exportCommand())
+    .addCommand(serveCommand());
   for (const command of program.commands) command.exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });

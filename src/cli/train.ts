@@ -1,10 +1,14 @@
 import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
+import { formatFewShot, runFewShot } from '../classifier/few-shot-run.js';
 import { inferTask } from '../classifier/modalities.js';
+import { TextClassifier } from '../classifier/text-classifier.js';
 import type { Modality } from '../backbones/backbone.js';
-import { formatMetricsTable } from '../evaluate/metrics.js';
+import { formatEvaluationSummary, formatMetricsTable, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
+import { REPORT_FILE } from '../report/report.js';
 import { cacheDirOf, emit, fraction, integer, positiveNumber, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
 import { formatSkipped, summaryOf } from './format.js';
+import { formatTextTraining } from './text-format.js';
 
 interface TrainCommandOptions extends GlobalOptions {
   task?: Modality;
@@ -26,17 +30,38 @@ interface TrainCommandOptions extends GlobalOptions {
   seed: number;
   out: string;
   cache: boolean;
+  calibrate: boolean;
+  report: boolean;
   featureOutput?: string;
   dtype?: 'fp32' | 'fp16' | 'q8' | 'q4';
   offline?: boolean;
   token?: string;
+  unfreeze?: number | 'all';
+  fineTuneEpochs?: number;
+  fineTuneLr?: number;
+  shots?: number;
+  seeds: number;
+  textColumn?: string;
+  labelColumn?: string;
+  valData?: string;
+  testData?: string;
+  testFraction?: number;
+  pooling?: 'mean' | 'cls' | 'sif' | 'sif+max+min';
+  maxLength?: number;
+  baseline: boolean;
+}
+
+/** `--unfreeze`: a block count, or `all`. */
+function blockCount(value: string): number | 'all' {
+  if (value === 'all') return 'all';
+  return integer('--unfreeze', 1)(value);
 }
 
 export function trainCommand(): Command {
   return withCommonOptions(
     new Command('train')
       .description('train a classifier on a labelled folder and evaluate it on held-out data')
-      .argument('<data>', 'images: <data>/<class>/*.jpg or <data>/{train,val[,test]}/<class>/*.jpg')
+      .argument('<data>', 'images: <data>/<class>/*.jpg or <data>/{train,val[,test]}/<class>/*.jpg; text: a CSV/TSV/JSONL file, a folder with train.<ext> [dev|val.<ext>, test.<ext>], or <data>/<class>/*.txt')
       .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files)').choices(['image', 'text', 'audio']))
       .option('-b, --backbone <ref>', 'builtin:<name>, hf:<owner>/<repo>[@rev], a Hugging Face ONNX folder, a TF.js model.json/folder, or a .onnx file (default: the task\'s bundled backbone)')
       .addOption(new Option('--head <type>', 'the classifier head').choices(['linear', 'mlp', 'knn', 'centroid']).default('linear'))
@@ -51,7 +76,7 @@ export function trainCommand(): Command {
       .option('--hidden <n>', 'MLP hidden units', integer('--hidden', 1))
       .option('--k <n>', 'neighbours for the knn head', integer('--k', 1))
       .addOption(new Option('--class-weights <mode>', 'weight classes to counter imbalance').choices(['balanced', 'none']))
-      .option('--augment <n>', 'augmented views per training image (random crop, flip, colour jitter)', integer('--augment'), 0)
+      .option('--augment <n>', 'augmented views per training input (images: random crop, flip, colour jitter; audio: time shift, gain, noise)', integer('--augment'), 0)
       .option('--val-fraction <f>', 'share of each class held out when no validation folder exists', fraction('--val-fraction'))
       .option('--seed <n>', 'seed for the split, initialisation and augmentation', integer('--seed'), 0)
       .option('--feature-output <name>', 'graph output / layer / node to take features from')
@@ -59,11 +84,53 @@ export function trainCommand(): Command {
       .option('--offline', 'never use the network; hf: backbones must be in the Hugging Face cache (also HF_HUB_OFFLINE=1)')
       .option('--token <token>', 'Hugging Face token for gated or private repositories (default $HF_TOKEN)')
       .option('-o, --out <dir>', 'where to write the model folder', 'headstart-model')
-      .option('--no-cache', 'do not read or write the feature cache'),
+      .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; image backbones', blockCount)
+      .option('--fine-tune-epochs <n>', 'epochs with the blocks unfrozen (default 10; early stopping may end sooner)', integer('--fine-tune-epochs', 1))
+      .option('--fine-tune-lr <rate>', 'peak learning rate while fine-tuning (default 1e-3; lower blocks get less)', positiveNumber('--fine-tune-lr'))
+      .option('--no-cache', 'do not read or write the feature cache')
+      .option('--no-calibrate', 'do not fit a softmax temperature on the validation split')
+      .option('--no-report', `do not write <out>/${REPORT_FILE}`)
+      .option('--shots <n>', 'few-shot protocol instead of one model: fit on <n> examples per class, repeated over --seeds draws, report mean ± std', integer('--shots', 1))
+      .option('--seeds <k>', 'draws for --shots (seeds --seed, --seed+1, …)', integer('--seeds', 1), 5)
+      .option('--text-column <name>', 'text: column (header name or 0-based index) or JSON field holding the text')
+      .option('--label-column <name>', 'text: column or JSON field holding the label')
+      .option('--val-data <path>', 'text: a labelled file to validate on (default: a held-out share, or dev/val beside train)')
+      .option('--test-data <path>', 'text: a labelled file to report test metrics on')
+      .option('--test-fraction <f>', 'text: without a test file, hold out this share of each class as the test set', fraction('--test-fraction'))
+      .addOption(new Option('--pooling <mode>', 'text: transformers mean|cls, word vectors mean|sif|sif+max+min; audio: over windows, mean|mean-max').choices(['mean', 'cls', 'sif', 'sif+max+min', 'mean-max']))
+      .option('--max-length <n>', 'text: truncate transformer inputs to <n> tokens', integer('--max-length', 3))
+      .option('--no-baseline', 'text: do not train the TF-IDF baseline beside the model'),
   ).action(async (data: string, options: TrainCommandOptions) => {
     const reporter = reporterFor(options);
-    const classifier = await Classifier.train({
-      task: options.task ?? (await inferTask(data)),
+    const task = options.task ?? (await inferTask(data));
+    const datasetOptions = { textColumn: options.textColumn, labelColumn: options.labelColumn, validation: options.valData, test: options.testData, testFraction: options.testFraction };
+    const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: { offline: options.offline, token: options.token } };
+    if (options.shots !== undefined) {
+      const fewShot = await runFewShot({
+        task,
+        data,
+        backbone: options.backbone,
+        backboneOptions: { ...backboneOptions, preprocessing: { pooling: options.pooling, maxLength: options.maxLength } as object },
+        datasetOptions,
+        shots: options.shots,
+        seeds: options.seeds,
+        seed: options.seed,
+        validationFraction: options.valFraction,
+        fit: { head: options.head, optimizer: options.optimizer, epochs: options.epochs, lr: options.lr, weightDecay: options.weightDecay },
+        cacheDir: cacheDirOf(options),
+        cache: options.cache,
+        baseline: options.baseline,
+        reporter,
+      });
+      emit(options, fewShot, () => formatFewShot(fewShot, task === 'text' ? 'texts' : task === 'audio' ? 'clips' : 'images'));
+      return;
+    }
+    const train = (settings: Parameters<typeof Classifier.train>[0]) =>
+      task === 'text'
+        ? TextClassifier.train({ ...settings, data, datasetOptions, preprocessing: { pooling: options.pooling, maxLength: options.maxLength }, baseline: options.baseline })
+        : Classifier.train(settings);
+    const classifier = await train({
+      task,
       data,
       backbone: options.backbone,
       head: options.head,
@@ -83,20 +150,26 @@ export function trainCommand(): Command {
       seed: options.seed,
       cacheDir: cacheDirOf(options),
       cache: options.cache,
-      backboneOptions: { featureOutput: options.featureOutput, dtype: options.dtype, hub: { offline: options.offline, token: options.token } },
+      calibrate: options.calibrate,
+      fineTune: options.unfreeze === undefined ? undefined : { unfreeze: options.unfreeze, epochs: options.fineTuneEpochs, lr: options.fineTuneLr },
+      // Audio takes --pooling through its backbone's preprocessing (recorded in the manifest and cache key).
+      backboneOptions: task === 'audio' && options.pooling ? { ...backboneOptions, preprocessing: { pooling: options.pooling } as object } : backboneOptions,
       reporter,
     });
     try {
-      await classifier.save(options.out);
+      const { report } = await classifier.save(options.out, { report: options.report, reporter });
       const { metrics, skipped } = classifier;
-      emit(options, { model: options.out, ...summaryOf(classifier.manifest) }, () =>
+      const table = (m: ClassificationMetrics) => [formatMetricsTable(m), ...(isDetailed(m) ? ['', formatEvaluationSummary(m)] : [])];
+      emit(options, { model: options.out, report: report ?? null, ...summaryOf(classifier.manifest) }, () =>
         [
           `validation (${metrics.validation!.n} ${classifier.adapter.noun}):`,
-          formatMetricsTable(metrics.validation!),
-          ...(metrics.test ? ['', `test (${metrics.test.n} ${classifier.adapter.noun}):`, formatMetricsTable(metrics.test)] : []),
+          ...table(metrics.validation!),
+          ...(metrics.test ? ['', `test (${metrics.test.n} ${classifier.adapter.noun}):`, ...table(metrics.test)] : []),
+          ...formatTextTraining(classifier.manifest),
           ...formatSkipped(skipped),
           '',
           `model written to ${options.out}`,
+          ...(report ? [`report: ${report}`] : []),
         ].join('\n'),
       );
     } finally {

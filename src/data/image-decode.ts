@@ -47,6 +47,18 @@ export async function prepareImage(
   return toTensor(pixels, pre);
 }
 
+/**
+ * The resized uint8 RGB pixels (HWC, width×height, no augmentation) that `prepareImage` goes on to
+ * scale and normalise: what exported ONNX models take as input.
+ */
+export async function prepareImagePixels(bytes: Uint8Array, pre: ImagePreprocessing, source?: string): Promise<Uint8Array> {
+  try {
+    return await resizeToRgb(bytes, pre);
+  } catch (error) {
+    throw dataError(`cannot decode image: ${cleanSharpMessage(messageOf(error))}`, source, error);
+  }
+}
+
 async function resizeToRgb(
   bytes: Uint8Array,
   pre: ImagePreprocessing,

@@ -7,7 +7,7 @@ import { STANDARDIZER_TENSORS, Standardizer, writeRow } from './standardizer.js'
 /** Weight of the uniform distribution mixed into the vote shares, so no class gets probability 0 (log loss stays finite). */
 export const KNN_VOTE_SMOOTHING = 1e-3;
 /** Keeps a neighbour at cosine distance 0 (a duplicate) from getting an infinite vote. */
-const DISTANCE_EPSILON = 1e-6;
+export const DISTANCE_EPSILON = 1e-6;
 /** References converted to float64 and compared at a time. */
 const REFERENCE_BLOCK = 64;
 

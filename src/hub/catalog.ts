@@ -236,11 +236,11 @@ export const CATALOG: readonly CatalogEntry[] = [
     upstream: 'openai/whisper-tiny',
     onnxComponent: 'encoder_model',
     input: { modality: 'audio', sampleRate: 16_000, melBins: 80, windowSeconds: 30 },
-    features: { source: 'encoder last_hidden_state [B, 1500, 384], averaged over time', pooling: 'mean', dim: 384 },
+    features: { source: 'encoder last_hidden_state [B, 1500, 384], averaged over the positions covering the clip', pooling: 'mean', dim: 384 },
     parameters: 8.2e6,
     licence: 'apache-2.0',
     downloadMB: { fp32: 32.9, fp16: 16.5, q8: 10.1 },
-    note: 'Only onnx/encoder_model*.onnx is pulled, not the decoder. The encoder\'s parameter count is estimated from its fp32 file size (the whole model has 39 M). Clips are padded or cut to 30 s (3000 mel frames).',
+    note: 'Only onnx/encoder_model*.onnx is pulled, not the decoder. The encoder\'s parameter count is estimated from its fp32 file size (the whole model has 39 M). Clips are padded to 30 s (3000 mel frames), longer ones cut into 30 s chunks; the features average the encoder states that cover the clip, not the padding.',
   },
   {
     id: 'builtin:mobilenet-v2-1.4',
