@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers/cli.js';
@@ -71,5 +71,31 @@ describe('headstart CLI', () => {
     const badImage = await runCli(['predict', model, join(work, 'missing.jpg'), '--cache-dir', cacheDir, '--quiet']);
     expect(badImage.code).toBe(3);
     expect(badImage.stderr).toContain(`${join(work, 'missing.jpg')}: cannot read`);
+  });
+
+  it('refuses to write over data that headstart did not write (exit 2), and leaves it as it was', async () => {
+    const listing = async (dir: string) => (await readdir(dir, { recursive: true })).sort();
+    const before = await listing(data);
+    const image = join(data, 'red', 'red-0.png');
+    const imageBytes = await readFile(image);
+
+    const train = await runCli(['train', data, '--out', data, '--backbone', MOBILENET_035, '--cache-dir', cacheDir, '--quiet']);
+    expect(train.code).toBe(2);
+    expect(train.stderr).toContain(`error: ${data}: refusing to write the model folder here: the folder is not empty (3 entries: "blue", "green", "red")`);
+    expect(train.stderr).toContain('choose a new or empty folder');
+    expect(await listing(data)).toEqual(before);
+
+    const exported = await runCli(['export', model, '--out', image, '--cache-dir', cacheDir, '--quiet']);
+    expect(exported.code).toBe(2);
+    expect(exported.stderr).toContain(`error: ${image}: refusing to write the ONNX export here: the file exists and is not an ONNX file headstart exported`);
+    const report = await runCli(['report', model, '--out', image, '--quiet']);
+    expect(report.code).toBe(2);
+    expect(report.stderr).toContain(`error: ${image}: refusing to write the report here: the file exists and is not an HTML page headstart wrote`);
+    expect(await readFile(image)).toEqual(imageBytes);
+    expect(await listing(data)).toEqual(before);
+
+    // Its own earlier output is fair game: the report rewritten in place.
+    const again = await runCli(['report', model, '--quiet']);
+    expect(again.code, again.stderr).toBe(0);
   });
 });

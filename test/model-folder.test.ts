@@ -1,8 +1,9 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadModelFolder, saveModelFolder, type ManifestWithoutHead } from '../src/artifacts/model-folder.js';
-import { writeDirAtomic } from '../src/util/atomic.js';
+import { loadModelFolder, MODEL_FOLDER_GUARD, saveModelFolder, type ManifestWithoutHead } from '../src/artifacts/model-folder.js';
+import { writeDirAtomic, writeFileAtomic } from '../src/util/atomic.js';
+import { HeadstartError } from '../src/util/errors.js';
 import { tempDir } from './helpers/images.js';
 
 const manifest: ManifestWithoutHead = {
@@ -48,7 +49,7 @@ describe('model folder', () => {
       writeDirAtomic(dir, async (temp) => {
         await writeFile(join(temp, 'manifest.json'), 'half');
         throw new Error('disk full');
-      }),
+      }, MODEL_FOLDER_GUARD),
     ).rejects.toThrow('disk full');
     expect(await readFile(join(dir, 'manifest.json'), 'utf8')).toBe(before);
     expect((await readdir(join(dir, '..'))).filter((n) => n.startsWith('.'))).toEqual([]);
@@ -69,5 +70,63 @@ describe('model folder', () => {
     await expect(loadModelFolder(newer)).rejects.toThrow(/written by a newer headstart \(format 99/);
     await writeFile(join(newer, 'manifest.json'), '{ not json');
     await expect(loadModelFolder(newer)).rejects.toThrow(/manifest\.json: unreadable manifest/);
+  });
+
+  it('never replaces a folder of the user\'s: only a missing or empty folder or an earlier model', async () => {
+    const root = await tempDir();
+    // A photo folder given as --out: refused, every file left as it was, nothing staged left behind.
+    const photos = join(root, 'photos');
+    await mkdir(join(photos, 'cat'), { recursive: true });
+    await writeFile(join(photos, 'cat', 'tom.jpg'), 'not really a jpeg');
+    await writeFile(join(photos, 'notes.txt'), 'mine');
+    const refusal = await saveModelFolder(photos, manifest, head).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(HeadstartError);
+    expect((refusal as HeadstartError).kind).toBe('usage');
+    expect((refusal as HeadstartError).message).toBe(
+      `${photos}: refusing to write the model folder here: the folder is not empty (2 entries: "cat", "notes.txt") and is not ` +
+        `a headstart model folder (one holding a manifest.json of format "headstart-model"), and writing would replace it; choose a new or empty folder`,
+    );
+    expect(await readFile(join(photos, 'cat', 'tom.jpg'), 'utf8')).toBe('not really a jpeg');
+    expect((await readdir(photos)).sort()).toEqual(['cat', 'notes.txt']);
+    expect(await readdir(root)).toEqual(['photos']);
+
+    // Someone else's manifest.json is not ours either.
+    const other = join(root, 'other');
+    await mkdir(other);
+    await writeFile(join(other, 'manifest.json'), JSON.stringify({ name: 'a web app' }));
+    await expect(saveModelFolder(other, manifest, head)).rejects.toThrow(/refusing to write the model folder here: the folder is not empty \(1 entry: "manifest.json"\)/);
+    expect(JSON.parse(await readFile(join(other, 'manifest.json'), 'utf8'))).toEqual({ name: 'a web app' });
+
+    // A file where the folder would go.
+    const file = join(root, 'model.txt');
+    await writeFile(file, 'keep me');
+    await expect(saveModelFolder(file, manifest, head)).rejects.toThrow(`${file}: refusing to write the model folder here: it is a file`);
+    expect(await readFile(file, 'utf8')).toBe('keep me');
+
+    // Allowed: an empty folder, and an earlier model (replaced whole).
+    const empty = join(root, 'empty');
+    await mkdir(empty);
+    await saveModelFolder(empty, manifest, head);
+    expect((await loadModelFolder(empty)).manifest.labels).toEqual(['a', 'b']);
+    await writeFile(join(empty, 'stale.txt'), 'from the old model');
+    await saveModelFolder(empty, { ...manifest, labels: ['x', 'y'] }, head);
+    expect((await loadModelFolder(empty)).manifest.labels).toEqual(['x', 'y']);
+    expect(await readdir(empty)).not.toContain('stale.txt');
+  });
+
+  it('writes a guarded file only over what the guard recognises', async () => {
+    const root = await tempDir();
+    const guard = { what: 'page', ours: 'a page of ours', isOurs: async (path: string) => (await readFile(path, 'utf8')).startsWith('ours') };
+    const path = join(root, 'page.html');
+    await writeFileAtomic(path, 'ours 1', { guard });
+    await writeFileAtomic(path, 'ours 2', { guard });
+    expect(await readFile(path, 'utf8')).toBe('ours 2');
+    const theirs = join(root, 'theirs.html');
+    await writeFile(theirs, 'their page');
+    await expect(writeFileAtomic(theirs, 'ours', { guard })).rejects.toThrow(
+      `${theirs}: refusing to write the page here: the file exists and is not a page of ours, and writing would replace it; choose another path`,
+    );
+    expect(await readFile(theirs, 'utf8')).toBe('their page');
+    await expect(writeFileAtomic(root, 'ours', { guard })).rejects.toThrow(`${root}: refusing to write the page here: it is a folder; give a file path`);
   });
 });

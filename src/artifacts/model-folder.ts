@@ -4,7 +4,7 @@ import type { BackboneReference } from '../backbones/backbone.js';
 import type { SkippedInput } from '../data/dataset.js';
 import type { ClassificationMetrics } from '../evaluate/metrics.js';
 import type { HeadState, NamedTensor } from '../heads/head.js';
-import { writeDirAtomic } from '../util/atomic.js';
+import { writeDirAtomic, type ReplaceGuard } from '../util/atomic.js';
 import { modelError, messageOf } from '../util/errors.js';
 
 export const MODEL_FORMAT = 'headstart-model';
@@ -52,11 +52,34 @@ export interface ModelManifest {
 
 export type ManifestWithoutHead = Omit<ModelManifest, 'head' | 'format' | 'formatVersion'>;
 
+/** Whether `dir` holds a manifest.json of headstart's model format (any version). */
+export async function isModelFolder(dir: string): Promise<boolean> {
+  try {
+    const manifest = JSON.parse(await readFile(join(dir, MANIFEST_FILE), 'utf8')) as Partial<ModelManifest>;
+    return manifest?.format === MODEL_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
+/** Saving a model replaces a folder at the path only when it is an earlier model (or empty). */
+export const MODEL_FOLDER_GUARD: ReplaceGuard = {
+  what: 'model folder',
+  ours: `a headstart model folder (one holding a ${MANIFEST_FILE} of format "${MODEL_FORMAT}")`,
+  isOurs: isModelFolder,
+};
+
 /**
  * Writes the model folder atomically: readers see the old model or the new one, never a mix.
  * `files` are written into the folder too (a fine-tuned backbone).
+ * Refuses (usage error) to replace a folder that is neither empty nor a headstart model folder.
  */
-export async function saveModelFolder(dir: string, manifest: ManifestWithoutHead, head: HeadState, files: Record<string, Uint8Array> = {}): Promise<void> {
+export async function saveModelFolder(
+  dir: string,
+  manifest: ManifestWithoutHead,
+  head: HeadState,
+  files: Record<string, Uint8Array> = {},
+): Promise<void> {
   const { entries, bytes } = packTensors(head.tensors);
   const full: ModelManifest = {
     format: MODEL_FORMAT,
@@ -70,7 +93,7 @@ export async function saveModelFolder(dir: string, manifest: ManifestWithoutHead
     await writeFile(join(temp, MANIFEST_FILE), `${JSON.stringify(full, null, 2)}\n`);
     // The evaluation on its own, for tools that only want the numbers.
     await writeFile(join(temp, METRICS_FILE), `${JSON.stringify(full.metrics, null, 2)}\n`);
-  });
+  }, MODEL_FOLDER_GUARD);
 }
 
 export async function loadModelFolder(dir: string): Promise<{ manifest: ModelManifest; head: HeadState }> {

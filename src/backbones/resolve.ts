@@ -4,7 +4,7 @@ import type { ImagePreprocessing } from './image-preprocessing.js';
 import { ImageBackbone, type ImageGraphSpec } from './image-backbone.js';
 import { isHfOnnxFolder, readHfImageModel, readJsonFile, type OnnxDtype } from './hf-folder.js';
 import { convertTfjsToOnnx, NSFWJS_FEATURE_OUTPUTS, nsfwjsVersion, readNsfwjsModel, readTfjsModelFolder, type TfjsModelSource } from './tfjs/index.js';
-import { writeDirAtomic } from '../util/atomic.js';
+import { cacheEntryGuard, writeDirAtomic } from '../util/atomic.js';
 import { catalogEntryForRepo } from '../hub/catalog.js';
 import { pullModel, type PullOptions } from '../hub/pull.js';
 import { parseModelReference } from '../hub/reference.js';
@@ -204,7 +204,7 @@ async function convertOnce(
     const { writeFile } = await import('node:fs/promises');
     await writeFile(join(temp, 'model.onnx'), converted.onnx);
     await writeFile(join(temp, 'info.json'), JSON.stringify(info, null, 2));
-  }).catch(async (error) => {
+  }, cacheEntryGuard('converted model', 'info.json')).catch(async (error) => {
     // Another process may have converted it at the same time; theirs is as good as ours.
     if (await readJsonFile(infoPath).catch(() => undefined)) return;
     throw error;

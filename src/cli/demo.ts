@@ -1,8 +1,10 @@
 import { Command } from 'commander';
+import { MODEL_FOLDER_GUARD } from '../artifacts/model-folder.js';
 import { ImageClassifier } from '../classifier/image-classifier.js';
 import { DEFAULT_IMAGE_BACKBONE } from '../backbones/resolve.js';
 import { materialiseDemoDigits } from '../data/demo-digits.js';
 import { formatMetricsTable } from '../evaluate/metrics.js';
+import { checkReplaceable } from '../util/atomic.js';
 import { cacheDirOf, emit, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
 import { summaryOf } from './format.js';
 
@@ -22,6 +24,7 @@ export function demoCommand(): Command {
   ).action(async (options: DemoOptions) => {
     const reporter = reporterFor(options);
     const cacheDir = cacheDirOf(options);
+    await checkReplaceable(options.out, 'folder', MODEL_FOLDER_GUARD);
     const data = await materialiseDemoDigits(cacheDir, { train: options.perClass, validation: 20 });
     reporter.info(`demo data: ${options.perClass} training and 20 validation images per digit in ${data}`);
     const classifier = await ImageClassifier.train({ data, backbone: options.backbone, cacheDir, reporter });

@@ -1,8 +1,9 @@
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
+import { EXPORT_FILE_GUARD } from '../export/exported-model.js';
 import { compareOnLabelled, exportClassifier, type LabelledComparison } from '../export/onnx-export.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { checkReplaceable, writeFileAtomic } from '../util/atomic.js';
 import { cacheDirOf, emit, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
 
 interface ExportCommandOptions extends GlobalOptions {
@@ -24,11 +25,13 @@ export function exportCommand(): Command {
   ).action(async (model: string, options: ExportCommandOptions) => {
     const reporter = reporterFor(options);
     const out = resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}${options.quantize ? `.${options.quantize}` : ''}.onnx`);
+    // Before the work, so a path that would be refused is not found out only after the export.
+    await checkReplaceable(out, 'file', EXPORT_FILE_GUARD);
     const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter });
     try {
       const task = reporter.task(`exporting ${basename(model)}`, 1, 'models');
       const result = await exportClassifier(classifier, { quantize: options.quantize });
-      await writeFileAtomic(out, result.onnx);
+      await writeFileAtomic(out, result.onnx, { guard: EXPORT_FILE_GUARD });
       task.done(megabytes(result.onnx.byteLength));
       let evaluation: LabelledComparison | undefined;
       if (options.evaluate) {

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { MODEL_FOLDER_GUARD } from '../artifacts/model-folder.js';
 import { Classifier } from '../classifier/classifier.js';
 import { formatFewShot, runFewShot } from '../classifier/few-shot-run.js';
 import { inferTask } from '../classifier/modalities.js';
@@ -6,6 +7,7 @@ import { TextClassifier } from '../classifier/text-classifier.js';
 import type { Modality } from '../backbones/backbone.js';
 import { formatEvaluationSummary, formatMetricsTable, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
 import { REPORT_FILE } from '../report/report.js';
+import { checkReplaceable } from '../util/atomic.js';
 import { cacheDirOf, emit, fraction, integer, positiveNumber, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
 import { formatSkipped, summaryOf } from './format.js';
 import { formatTextTraining } from './text-format.js';
@@ -125,6 +127,8 @@ export function trainCommand(): Command {
       emit(options, fewShot, () => formatFewShot(fewShot, task === 'text' ? 'texts' : task === 'audio' ? 'clips' : 'images'));
       return;
     }
+    // Before training, so a refused --out is not found out only after minutes of work.
+    await checkReplaceable(options.out, 'folder', MODEL_FOLDER_GUARD);
     const train = (settings: Parameters<typeof Classifier.train>[0]) =>
       task === 'text'
         ? TextClassifier.train({ ...settings, data, datasetOptions, preprocessing: { pooling: options.pooling, maxLength: options.maxLength }, baseline: options.baseline })

@@ -2,7 +2,7 @@ import { mkdir, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { writeDirAtomic } from '../util/atomic.js';
+import { cacheEntryGuard, writeDirAtomic } from '../util/atomic.js';
 
 const SIDE = 28;
 
@@ -34,6 +34,6 @@ export async function materialiseDemoDigits(
         await sharp(pixels, { raw: { width: SIDE, height: SIDE, channels: 1 } }).png().toFile(join(dir, `${String(split === 'train' ? i : i - perClass.train).padStart(4, '0')}.png`));
       }
     }
-  });
+  }, cacheEntryGuard('demo digits', 'val'));
   return root;
 }

@@ -1,7 +1,25 @@
 import { readFile } from 'node:fs/promises';
 import { createSession, ort } from '../backbones/onnx-session.js';
+import type { ReplaceGuard } from '../util/atomic.js';
 import { dataError, modelError, messageOf } from '../util/errors.js';
-import { padTokenIds, parseExportMetadata, readOnnxMetadata, type ExportMetadata } from '../web/format.js';
+import { METADATA_KEYS, padTokenIds, parseExportMetadata, readOnnxMetadata, type ExportMetadata } from '../web/format.js';
+
+/** Whether `path` is an ONNX file headstart exported (its metadata_props carry `headstart.format`). */
+export async function isExportedModelFile(path: string): Promise<boolean> {
+  try {
+    return METADATA_KEYS.format in readOnnxMetadata(await readFile(path));
+  } catch {
+    // Not protobuf at all (a photo, a text file): certainly not an export.
+    return false;
+  }
+}
+
+/** An export only ever replaces an earlier export at the path the user gave. */
+export const EXPORT_FILE_GUARD: ReplaceGuard = {
+  what: 'ONNX export',
+  ours: `an ONNX file headstart exported (with "${METADATA_KEYS.format}" in its metadata)`,
+  isOurs: isExportedModelFile,
+};
 
 /**
  * An exported classifier run with onnxruntime-node, fed as any consumer would feed it (pixels, or

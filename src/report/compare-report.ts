@@ -1,7 +1,7 @@
 import type { CompareResult } from '../evaluate/compare.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { COMPARE_SCRIPT } from './client.js';
-import { renderPage } from './html.js';
+import { pageGuard, renderPage } from './html.js';
 
 /** What the compare page draws: the result, plus words and settings for people. */
 export interface CompareReportData extends CompareResult {
@@ -9,6 +9,9 @@ export interface CompareReportData extends CompareResult {
   noun: string;
   settings: Record<string, unknown>;
 }
+
+/** The learning-curve page goes where users say, and only ever replaces an earlier headstart page. */
+export const COMPARE_PAGE_GUARD = pageGuard('learning-curve page');
 
 /** Writes the learning-curve page (one self-contained HTML file, atomically). */
 export async function writeCompareReport(path: string, result: CompareResult, extra: { noun: string; settings: Record<string, unknown> }): Promise<void> {
@@ -20,5 +23,5 @@ export async function writeCompareReport(path: string, result: CompareResult, ex
     data,
     script: COMPARE_SCRIPT,
   });
-  await writeFileAtomic(path, html);
+  await writeFileAtomic(path, html, { guard: COMPARE_PAGE_GUARD });
 }

@@ -1,7 +1,30 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import type { ReplaceGuard } from '../util/atomic.js';
 import { COMMON_SCRIPT } from './client.js';
+
+/** Every page {@link renderPage} writes carries this footer, within its first few kB (before the data). */
+const PAGE_FOOTER = '<footer>Written by headstart.';
+const FOOTER_WITHIN_BYTES = 64 * 1024;
+
+/** Whether `path` is a page headstart wrote (a report or a learning curve), so writing over it loses nothing. */
+export async function isHeadstartPage(path: string): Promise<boolean> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  if (!handle) return false;
+  try {
+    const buffer = Buffer.alloc(FOOTER_WITHIN_BYTES);
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, bytesRead).toString('utf8').includes(PAGE_FOOTER);
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Pages go where users say (`--out`); they only ever replace an earlier headstart page. */
+export function pageGuard(what: string): ReplaceGuard {
+  return { what, ours: 'an HTML page headstart wrote', isOurs: isHeadstartPage };
+}
 
 /** Text placed in HTML: the five characters that can change its meaning, escaped. */
 export function escapeHtml(text: string): string {
@@ -55,7 +78,7 @@ export async function renderPage(page: { title: string; subtitle: string; data: 
 <body>
 <header><h1>${escapeHtml(page.title)}</h1><p class="subtitle">${escapeHtml(page.subtitle)}</p></header>
 <main id="report"><noscript>This report draws its charts with JavaScript; the numbers are in metrics.json beside it.</noscript></main>
-<footer>Written by headstart. Self-contained: opens offline, loads nothing from the network.</footer>
+${PAGE_FOOTER} Self-contained: opens offline, loads nothing from the network.</footer>
 <script type="application/json" id="report-data">${jsonForScript(page.data)}</script>
 <script>${await chartLibrarySource()}</script>
 <script>${COMMON_SCRIPT}

@@ -5,7 +5,7 @@ import { evaluatePredictions, isDetailed, type ClassificationMetrics } from '../
 import type { EpochRecord } from '../train/fit.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { MODEL_SCRIPT } from './client.js';
-import { renderPage } from './html.js';
+import { pageGuard, renderPage } from './html.js';
 import { mediaOf } from './media.js';
 import { readPredictions, type PredictionRecord } from './predictions.js';
 
@@ -144,7 +144,7 @@ export async function buildModelReport(dir: string): Promise<{ data: ModelReport
 export async function writeModelReport(dir: string, options: { out?: string } = {}): Promise<{ path: string; data: ModelReportData; manifest: ModelManifest }> {
   const { data, manifest, title, subtitle } = await buildModelReport(dir);
   const path = options.out ?? join(dir, REPORT_FILE);
-  await writeFileAtomic(path, await renderPage({ title, subtitle, data, script: MODEL_SCRIPT }));
+  await writeFileAtomic(path, await renderPage({ title, subtitle, data, script: MODEL_SCRIPT }), { guard: pageGuard('report') });
   return { path, data, manifest };
 }
 
