@@ -1,5 +1,5 @@
-import { cp, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ImageClassifier } from '../src/classifier/image-classifier.js';
 import { readImageFolder } from '../src/data/image-folder.js';
@@ -48,6 +48,35 @@ describe('ImageClassifier on hymenoptera with MobileNetV2 α=0.35 (ImageNet)', (
     } finally {
       await again.dispose();
     }
+  });
+
+  it('a saved model folder appears complete: never without its predictions and report', async () => {
+    const dir = join(await tempDir(), 'complete-model');
+    // Watch the folder as another process would while it is first written and then replaced.
+    const seen: string[][] = [];
+    let saving = true;
+    const watch = (async () => {
+      while (saving) {
+        const names = await readdir(dir).catch(() => undefined);
+        if (names?.includes('manifest.json')) seen.push(names.filter((n) => !n.startsWith('.')).sort());
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    const first = await classifier.save(dir);
+    const second = await classifier.save(dir);
+    saving = false;
+    await watch;
+    expect(first.report).toBe(join(dir, 'report.html'));
+    expect(second.report).toBe(join(dir, 'report.html'));
+    const complete = ['head.bin', 'manifest.json', 'metrics.json', 'predictions.json', 'report.html'];
+    expect(seen.length).toBeGreaterThan(0);
+    for (const names of seen) expect(names).toEqual(complete);
+    // Rendered in the staging folder, but it names the model's own folder.
+    const html = await readFile(join(dir, 'report.html'), 'utf8');
+    expect(html).toContain(`<title>headstart report: ${basename(dir)}</title>`);
+    const data = JSON.parse(/<script type="application\/json" id="report-data">(.*?)<\/script>/s.exec(html)![1]!);
+    expect(data.model.folder).toBe(dir);
+    expect(data.splits[0].examples).toHaveLength(153);
   });
 
   it('trains a second head from cached features without running the backbone', async () => {

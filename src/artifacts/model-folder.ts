@@ -71,7 +71,8 @@ export const MODEL_FOLDER_GUARD: ReplaceGuard = {
 
 /**
  * Writes the model folder atomically: readers see the old model or the new one, never a mix.
- * `files` are written into the folder too (a fine-tuned backbone).
+ * `files` are written into the folder too (a fine-tuned backbone); `fill` may add more to the staged
+ * folder (predictions, the report) once the model files are in it, so they appear together with the model.
  * Refuses (usage error) to replace a folder that is neither empty nor a headstart model folder.
  */
 export async function saveModelFolder(
@@ -79,6 +80,7 @@ export async function saveModelFolder(
   manifest: ManifestWithoutHead,
   head: HeadState,
   files: Record<string, Uint8Array> = {},
+  fill?: (stagedDir: string) => Promise<void>,
 ): Promise<void> {
   const { entries, bytes } = packTensors(head.tensors);
   const full: ModelManifest = {
@@ -93,6 +95,7 @@ export async function saveModelFolder(
     await writeFile(join(temp, MANIFEST_FILE), `${JSON.stringify(full, null, 2)}\n`);
     // The evaluation on its own, for tools that only want the numbers.
     await writeFile(join(temp, METRICS_FILE), `${JSON.stringify(full.metrics, null, 2)}\n`);
+    await fill?.(temp);
   }, MODEL_FOLDER_GUARD);
 }
 

@@ -170,21 +170,28 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
 
   /**
    * Writes the model folder; with held-out predictions from training, also `predictions.json`, and
-   * then `report.html` unless `report: false`. A report that fails is a warning (the model is saved);
-   * the path of the report written, if any, is returned.
+   * `report.html` unless `report: false`, all inside the folder's atomic swap, so the model never
+   * appears without them. A report that fails is a warning (the model is saved without it); the path
+   * of the report written, if any, is returned.
    */
   async save(dir: string, options: { report?: boolean; reporter?: Reporter } = {}): Promise<{ report?: string }> {
     const { fineTunedFiles } = await import('../finetune/classifier-hooks.js');
-    await saveModelFolder(dir, this.manifest, this.head.state(), await fineTunedFiles(this.backbone, this.manifest));
-    if (this.heldOutPredictions) await writePredictions(dir, this.heldOutPredictions);
-    if (options.report === false) return {};
-    try {
-      const { writeModelReport } = await import('../report/report.js');
-      return { report: (await writeModelReport(dir)).path };
-    } catch (error) {
-      (options.reporter ?? silentReporter).warn(`model saved, but its report could not be written: ${messageOf(error)}`);
-      return {};
-    }
+    let report: string | undefined;
+    let reportError: unknown;
+    await saveModelFolder(dir, this.manifest, this.head.state(), await fineTunedFiles(this.backbone, this.manifest), async (staged) => {
+      if (this.heldOutPredictions) await writePredictions(staged, this.heldOutPredictions);
+      if (options.report === false) return;
+      try {
+        const { REPORT_FILE, writeModelReport } = await import('../report/report.js');
+        // Rendered from the staged folder (manifest and predictions are in it), named as the final one.
+        await writeModelReport(staged, { folder: dir });
+        report = join(dir, REPORT_FILE);
+      } catch (error) {
+        reportError = error;
+      }
+    });
+    if (reportError) (options.reporter ?? silentReporter).warn(`model saved, but its report could not be written: ${messageOf(reportError)}`);
+    return report ? { report } : {};
   }
 
   async dispose(): Promise<void> {

@@ -64,9 +64,10 @@ const MEDIA_LIMITS: Record<Modality, { perCell: number; perSplit: number }> = {
 /**
  * Builds a model folder's report data from the folder alone: `manifest.json` for the metrics,
  * history, configuration and timings, `predictions.json` for the examples behind each cell, and
- * the examples' files (still on disk, or noted as gone) for thumbnails and clips.
+ * the examples' files (still on disk, or noted as gone) for thumbnails and clips. `folder` is where
+ * the model lives, for the page, when `dir` is where it is being staged.
  */
-export async function buildModelReport(dir: string): Promise<{ data: ModelReportData; manifest: ModelManifest; title: string; subtitle: string }> {
+export async function buildModelReport(dir: string, folder = dir): Promise<{ data: ModelReportData; manifest: ModelManifest; title: string; subtitle: string }> {
   const { manifest } = await loadModelFolder(dir);
   const stored = await readPredictions(dir);
   const notes: string[] = [];
@@ -118,7 +119,7 @@ export async function buildModelReport(dir: string): Promise<{ data: ModelReport
     stoppedEarly: training.stoppedEarly ?? false,
     skipped: manifest.skipped ?? [],
     model: {
-      folder: resolve(dir),
+      folder: resolve(folder),
       task: manifest.modality,
       classes: manifest.labels.join(', '),
       backbone: manifest.backbone.id,
@@ -135,14 +136,17 @@ export async function buildModelReport(dir: string): Promise<{ data: ModelReport
     timings,
     notes,
   };
-  const title = `headstart report: ${basename(resolve(dir))}`;
+  const title = `headstart report: ${basename(resolve(folder))}`;
   const subtitle = `${manifest.modality} classifier · ${k} classes · ${manifest.backbone.id} + ${manifest.head.type} head · trained ${manifest.createdAt.slice(0, 19).replace('T', ' ')}`;
   return { data, manifest, title, subtitle };
 }
 
-/** Writes `report.html` (atomically) into the model folder, or to `out`. Returns where, and what it showed. */
-export async function writeModelReport(dir: string, options: { out?: string } = {}): Promise<{ path: string; data: ModelReportData; manifest: ModelManifest }> {
-  const { data, manifest, title, subtitle } = await buildModelReport(dir);
+/**
+ * Writes `report.html` (atomically) into the model folder, or to `out`. Returns where, and what it
+ * showed. `folder`: the model's final place when `dir` is its staging folder (see `saveModelFolder`).
+ */
+export async function writeModelReport(dir: string, options: { out?: string; folder?: string } = {}): Promise<{ path: string; data: ModelReportData; manifest: ModelManifest }> {
+  const { data, manifest, title, subtitle } = await buildModelReport(dir, options.folder);
   const path = options.out ?? join(dir, REPORT_FILE);
   await writeFileAtomic(path, await renderPage({ title, subtitle, data, script: MODEL_SCRIPT }), { guard: pageGuard('report') });
   return { path, data, manifest };
