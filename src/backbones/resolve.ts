@@ -8,6 +8,7 @@ import { cacheEntryGuard, writeDirAtomic } from '../util/atomic.js';
 import { catalogEntryForRepo } from '../hub/catalog.js';
 import { pullModel, type PullOptions } from '../hub/pull.js';
 import { parseModelReference } from '../hub/reference.js';
+import { fetchTfjsModel, isTfjsUrl, tfjsModelJsonUrl } from '../hub/tfjs-url.js';
 import { modelError, usageError } from '../util/errors.js';
 import { hashJson, sha256 } from '../util/hash.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
@@ -55,7 +56,7 @@ export interface OpenBackboneOptions {
 
 /**
  * Opens an image backbone from any reference a user may write:
- * `builtin:<name>`, `tfjs:<model.json or folder>`, a Hugging Face ONNX folder, a TF.js folder or
+ * `builtin:<name>`, `hf:<owner>/<repo>`, `tfjs:<model.json, folder or http(s) URL>`, a Hugging Face ONNX folder, a TF.js folder or
  * `model.json`, or a bare `.onnx` file.
  */
 export async function openImageBackbone(reference: string, options: OpenBackboneOptions): Promise<ImageBackbone> {
@@ -75,6 +76,12 @@ async function resolveImageGraph(reference: string, options: OpenBackboneOptions
     const pulled = await pullModel(ref.repo, { ...options.hub, revision: ref.revision, dtype: options.dtype, component, reporter: options.reporter });
     // Pinned to the commit, so loading the trained model later finds exactly these weights, offline too.
     return readHfImageModel(pulled.snapshotDir, `hf:${ref.repo}@${pulled.commit}`, options.dtype, component);
+  }
+  if (reference.startsWith('tfjs:') && isTfjsUrl(reference.slice('tfjs:'.length))) {
+    const url = tfjsModelJsonUrl(reference.slice('tfjs:'.length));
+    const modelJson = await fetchTfjsModel(url.href, { cacheDir: options.cacheDir, offline: options.hub?.offline, reporter: options.reporter });
+    // Recorded by URL: loading a trained model finds the same download in the cache, offline too.
+    return tfjsGraph(modelJson, `tfjs:${url.href}`, options, `tfjs-${url.hostname}`);
   }
   const path = resolvePath(reference.startsWith('tfjs:') ? reference.slice('tfjs:'.length) : reference);
   const info = await stat(path).catch(() => undefined);
@@ -134,7 +141,7 @@ async function builtinGraph(name: string, options: OpenBackboneOptions): Promise
  * central 87.5 % crop (on hymenoptera with α=0.35 it beats Teachable Machine's full square crop,
  * 0.908 vs 0.889 validation accuracy, measured). Override with `preprocessing` when a model differs.
  */
-async function tfjsGraph(modelJsonPath: string, reference: string, options: OpenBackboneOptions): Promise<ImageGraphSpec> {
+async function tfjsGraph(modelJsonPath: string, reference: string, options: OpenBackboneOptions, label = `tfjs-${basename(dirname(modelJsonPath))}`): Promise<ImageGraphSpec> {
   const source = await readTfjsModelFolder(modelJsonPath);
   const key = hashJson({
     source: sha256(JSON.stringify(source.modelJson)),
@@ -142,7 +149,7 @@ async function tfjsGraph(modelJsonPath: string, reference: string, options: Open
     output: options.featureOutput ?? null,
     converter: CONVERTER_VERSION,
   });
-  const converted = await convertOnce(options, `tfjs-${basename(dirname(modelJsonPath))}`, key, async () => source, options.featureOutput);
+  const converted = await convertOnce(options, label, key, async () => source, options.featureOutput);
   const inputShape = converted.inputShape;
   const height = inputShape[1] && inputShape[1] > 0 ? inputShape[1] : 224;
   const width = inputShape[2] && inputShape[2] > 0 ? inputShape[2] : 224;

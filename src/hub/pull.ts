@@ -57,7 +57,7 @@ export async function pullModel(repo: string, options: PullOptions = {}): Promis
   const revision = options.revision ?? DEFAULT_REVISION;
   checkRevision(revision);
   const cache = new RepoCache(hubCacheDir(options.cacheDir), repo);
-  const offline = options.offline ?? isTruthy(process.env.HF_HUB_OFFLINE);
+  const offline = offlineMode(options.offline);
   const select = fileSelector(repo, options);
 
   if (offline || isCommitHash(revision)) {
@@ -201,6 +201,11 @@ function hubApiFetch(context: RequestContext, token: string | undefined, baseFet
     }
     return response;
   };
+}
+
+/** Offline mode: the option when given, else `HF_HUB_OFFLINE` (as Python's huggingface_hub reads it). */
+export function offlineMode(option?: boolean): boolean {
+  return option ?? isTruthy(process.env.HF_HUB_OFFLINE);
 }
 
 function isTruthy(value: string | undefined): boolean {
