@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { evaluatePredictions } from '../src/evaluate/metrics.js';
 import { runCli } from './helpers/cli.js';
 import { SHARED, makeColourFolder, tempDir } from './helpers/images.js';
 
@@ -47,12 +48,37 @@ describe('headstart CLI', () => {
     expect(parsed[0].predictions.reduce((s: number, p: { probability: number }) => s + p.probability, 0)).toBeCloseTo(1, 5);
   });
 
-  it('eval re-evaluates on a labelled folder', async () => {
+  it('eval re-evaluates on a labelled folder with the full evaluation train gives', async () => {
     const result = await runCli(['eval', model, data, '--json', '--cache-dir', cacheDir, '--quiet']);
     expect(result.code, result.stderr).toBe(0);
     const parsed = JSON.parse(result.stdout);
-    expect(parsed.metrics.n).toBe(24);
-    expect(parsed.metrics.accuracy).toBe(1);
+    expect(parsed.model).toBe(model);
+    expect(parsed.labels).toEqual(['blue', 'green', 'red']);
+    const { metrics } = parsed;
+    expect(metrics.n).toBe(24);
+    expect(metrics.accuracy).toBe(1);
+    expect(parsed.predictions).toHaveLength(24);
+    // Everything a full evaluation holds, and the same numbers it gives for these predictions.
+    const labels = Int32Array.from(parsed.predictions, (p: { label: number }) => p.label);
+    const probabilities = Float32Array.from(parsed.predictions.flatMap((p: { probabilities: number[] }) => p.probabilities));
+    const expected = evaluatePredictions(labels, probabilities, parsed.labels);
+    for (const key of ['balancedAccuracy', 'cohenKappa', 'matthews', 'rocAuc', 'prAuc', 'topK', 'intervals', 'confusionNormalized', 'mostConfused', 'micro'] as const) {
+      expect(metrics[key], key).toEqual(JSON.parse(JSON.stringify(expected[key])));
+    }
+    expect(metrics.calibration.ece).toBeCloseTo(expected.calibration.ece, 10);
+    // The model's temperature (fitted on its validation split) and ECE on this data before it.
+    const manifest = JSON.parse(await readFile(join(model, 'manifest.json'), 'utf8'));
+    expect(metrics.calibration.temperature).toBe(manifest.calibration.temperature);
+    expect(metrics.calibration.fittedOn).toBe('validation');
+    expect(metrics.calibration.beforeScaling.ece).toBeGreaterThanOrEqual(0);
+
+    const text = await runCli(['eval', model, data, '--cache-dir', cacheDir, '--quiet']);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`${data} (24 images):`);
+    expect(text.stdout).toMatch(/balanced accuracy 1\.0000 {3}Cohen's kappa 1\.0000 {3}Matthews 1\.0000/);
+    expect(text.stdout).toMatch(/ROC-AUC 1\.0000 {3}PR-AUC 1\.0000 {3}\(macro, one-vs-rest\)/);
+    expect(text.stdout).toMatch(/95% CI \(bootstrap, 1000 resamples\): accuracy 1\.000–1\.000/);
+    expect(text.stdout).toMatch(/calibration: ECE \d\.\d{4} → \d\.\d{4} with temperature [\d.]+ \(fitted on validation\)/);
   });
 
   it('exits with codes scripts can trust, and says what is wrong', async () => {

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Backbone, Modality } from '../backbones/backbone.js';
 import type { Dataset, LabelledItem, SkippedInput } from '../data/dataset.js';
 import { fitTemperature, probabilitiesWithTemperature } from '../evaluate/calibration.js';
-import { computeMetrics, evaluatePredictions, type ClassificationMetrics } from '../evaluate/metrics.js';
+import { evaluatePredictions, type DetailedMetrics } from '../evaluate/metrics.js';
 import { defaultCacheDir, FeatureCache } from '../features/cache.js';
 import { extractFeatures, type AugmentedViews } from '../features/extract.js';
 import { headFromState, type FeatureSet, type Head } from '../heads/head.js';
@@ -57,7 +57,7 @@ export interface LoadOptions {
 }
 
 export interface EvaluationResult {
-  metrics: ClassificationMetrics;
+  metrics: DetailedMetrics;
   /** Per input: its source, true label and predicted probabilities, for reports. */
   predictions: { source: string; label: number; probabilities: number[] }[];
   skipped: SkippedInput[];
@@ -145,8 +145,11 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
     const labels = Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label);
     const probabilities = this.probabilitiesOf(extracted.features);
     const k = this.labels.length;
+    // The full evaluation training gives, with ECE before and after the model's temperature.
+    const calibration = this.manifest.calibration;
+    const scaling = calibration && { ...calibration, unscaled: this.head.predictProba(extracted.features) };
     return {
-      metrics: computeMetrics(labels, probabilities, this.labels),
+      metrics: evaluatePredictions(labels, probabilities, this.labels, { scaling }),
       predictions: Array.from(extracted.itemOfRow, (item, row) => ({
         source: items[item]!.source,
         label: items[item]!.label,

@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
-import { formatMetricsTable } from '../evaluate/metrics.js';
+import { formatEvaluationSummary, formatMetricsTable } from '../evaluate/metrics.js';
 import { cacheDirOf, emit, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
 import { formatSkipped } from './format.js';
 
@@ -17,8 +17,17 @@ export function evalCommand(): Command {
     const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter });
     try {
       const result = await classifier.evaluatePath(data, { reporter, datasetOptions: { textColumn: options.textColumn, labelColumn: options.labelColumn } });
-      emit(options, { metrics: result.metrics, skipped: result.skipped, predictions: result.predictions }, () =>
-        [`${data} (${result.metrics.n} ${classifier.adapter.noun}):`, formatMetricsTable(result.metrics), ...formatSkipped(result.skipped)].join('\n'),
+      emit(
+        options,
+        { model, data, labels: classifier.labels, metrics: result.metrics, skipped: result.skipped, predictions: result.predictions },
+        () =>
+          [
+            `${data} (${result.metrics.n} ${classifier.adapter.noun}):`,
+            formatMetricsTable(result.metrics),
+            '',
+            formatEvaluationSummary(result.metrics),
+            ...formatSkipped(result.skipped),
+          ].join('\n'),
       );
     } finally {
       await classifier.dispose();
