@@ -4,6 +4,9 @@ import type { Modality } from '../backbones/backbone.js';
 import { inferTask, modalityAdapter } from '../classifier/modalities.js';
 import { compareOnDataset, DEFAULT_COMPARE_SIZES, formatCompareTable, type Shots } from '../evaluate/compare.js';
 import { scratchBaselineFor } from '../evaluate/scratch.js';
+import type { LabelledItem } from '../data/dataset.js';
+import { SCRATCH_CNN_DEFAULTS, scratchCnnContender } from '../finetune/scratch-cnn.js';
+import { usageError } from '../util/errors.js';
 import { COMPARE_PAGE_GUARD, writeCompareReport } from '../report/compare-report.js';
 import { checkReplaceable } from '../util/atomic.js';
 import { cacheDirOf, emit, fraction, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
@@ -21,6 +24,9 @@ interface CompareCommandOptions extends GlobalOptions {
   cache: boolean;
   offline?: boolean;
   token?: string;
+  scratchCnn?: boolean;
+  cnnEpochs?: number;
+  cnnSize?: number;
 }
 
 export function compareCommand(): Command {
@@ -39,14 +45,19 @@ export function compareCommand(): Command {
       .option('-o, --out <file>', 'where to write the learning-curve HTML (default: <data>-compare.html beside the data)')
       .option('--offline', 'never use the network; hf: backbones must be in the Hugging Face cache')
       .option('--token <token>', 'Hugging Face token for gated or private repositories (default $HF_TOKEN)')
-      .option('--no-cache', 'do not read or write the feature cache'),
+      .option('--no-cache', 'do not read or write the feature cache')
+      .option('--scratch-cnn', 'images: also train a small CNN from random initialisation on the pixels, end to end, at every size and seed (slow: minutes on a few hundred images)')
+      .option('--cnn-epochs <n>', `--scratch-cnn: epochs per run (default ${SCRATCH_CNN_DEFAULTS.epochs})`, integer('--cnn-epochs', 1))
+      .option('--cnn-size <px>', `--scratch-cnn: input side in pixels (default ${SCRATCH_CNN_DEFAULTS.size})`, integer('--cnn-size', 16)),
   ).action(async (data: string, options: CompareCommandOptions) => {
     const reporter = reporterFor(options);
     const absolute = resolve(data);
     const out = options.out ?? join(dirname(absolute), `${basename(absolute, extname(absolute))}-compare.html`);
     // Before the runs, so a refused --out is not found out only after them.
     await checkReplaceable(out, 'file', COMPARE_PAGE_GUARD);
+    if (!options.scratchCnn && (options.cnnEpochs !== undefined || options.cnnSize !== undefined)) throw usageError('--cnn-epochs and --cnn-size go with --scratch-cnn');
     const task = options.task ?? (await inferTask(data));
+    if (options.scratchCnn && task !== 'image') throw usageError(`--scratch-cnn trains a CNN on image pixels; ${data} is ${task} data`);
     const adapter = await modalityAdapter(task);
     const scratch = await scratchBaselineFor(task);
     const cacheDir = cacheDirOf(options);
@@ -64,6 +75,16 @@ export function compareCommand(): Command {
         cacheDir,
         cache: options.cache,
         reporter,
+        extraContenders: options.scratchCnn
+          ? async (shared) => [
+              // Image data (checked above): the items are file bytes.
+              await scratchCnnContender(shared as { train: LabelledItem<Uint8Array>[]; evaluation: LabelledItem<Uint8Array>[] }, dataset.classes, {
+                epochs: options.cnnEpochs,
+                size: options.cnnSize,
+                reporter,
+              }),
+            ]
+          : undefined,
       });
       const settings = { data: absolute, task, backbone: backbone.reference.id, head: options.head, 'split seed': options.seed, seeds: result.seeds.join(', '), 'total time': `${result.seconds.toFixed(1)} s` };
       await writeCompareReport(out, result, { noun: adapter.noun, settings });
