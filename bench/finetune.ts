@@ -18,6 +18,7 @@ import { findBlocks, weightsOfTopBlocks } from '../src/autodiff/blocks.js';
 import { appendLinearHead } from '../src/autodiff/head.js';
 import { readTrainableModel } from '../src/autodiff/model.js';
 import { partitionModel } from '../src/autodiff/partition.js';
+import { nchwcBlockSize } from '../src/autodiff/nchwc.js';
 import { buildTrainingGraph } from '../src/autodiff/training-graph.js';
 import { TrainingSession } from '../src/autodiff/training-session.js';
 import { ort } from '../src/backbones/onnx-session.js';
@@ -68,7 +69,7 @@ async function timeCalls(run: () => Promise<unknown>, seconds: number): Promise<
 }
 
 /** headstart's step and forward times for the last two blocks + a linear head of a fixture model. */
-async function ourStep(model: string, seconds: number) {
+async function ourStep(model: string, seconds: number, nchwcBlock: number | undefined) {
   const trainable = await readTrainableModel(await readFile(join(SHARED, 'models', model, 'onnx/model.onnx')), model);
   const blocks = findBlocks(trainable, 'pooler_output');
   const weights = weightsOfTopBlocks(blocks, 2);
@@ -80,7 +81,7 @@ async function ourStep(model: string, seconds: number) {
     bias: new Float32Array(CLASSES),
   });
   const params = [...weights, head.weight, head.bias].map((name) => ({ name }));
-  const training = buildTrainingGraph({ graph: partition.suffix, info: partition.info, logits: head.logits, params, optimizer: { kind: 'adamw', weightDecay: 0.01 }, origin: model });
+  const training = buildTrainingGraph({ graph: partition.suffix, info: partition.info, logits: head.logits, params, optimizer: { kind: 'adamw', weightDecay: 0.01 }, origin: model, nchwcBlock });
   const session = await TrainingSession.create(training, (name) => partition.suffix.floatInitializer(name)!, model, THREADS);
   const batch = Object.fromEntries(
     partition.frontier.map((tensor) => {
@@ -114,7 +115,8 @@ const std = (xs: number[]) => Math.sqrt(xs.reduce((s, x) => s + (x - mean(xs)) *
 const meanStd = (xs: number[]) => `${mean(xs).toFixed(3)} ± ${std(xs).toFixed(3)}`;
 
 export async function fineTuneBench(): Promise<void> {
-  section(`Fine-tuning speed: one AdamW step of the last 2 blocks + linear head, batch ${BATCH}, ${THREADS} threads, same graph (BN folded) in both`);
+  const nchwcBlock = await nchwcBlockSize();
+  section(`Fine-tuning speed: one AdamW step of the last 2 blocks + linear head, batch ${BATCH}, ${THREADS} threads, same graph (BN folded) in both; depthwise convolutions ${nchwcBlock ? `in onnxruntime's NCHWc layout (block ${nchwcBlock})` : 'as plain ONNX Conv (no NCHWc kernels here)'}`);
   for (const [model, torchName] of [
     ['mobilenet-v2-random', 'mobilenet-v2'],
     ['resnet-18-random', 'resnet-18'],
@@ -123,7 +125,7 @@ export async function fineTuneBench(): Promise<void> {
     const ours = [];
     const torch = [];
     for (let pass = 0; pass < 2; pass++) {
-      ours.push(await ourStep(model, 2));
+      ours.push(await ourStep(model, 2, nchwcBlock));
       torch.push(torchStep(torchName, 2));
     }
     const fastest = ours.reduce((a, b) => (b.stepMs < a.stepMs ? b : a));
@@ -135,6 +137,11 @@ export async function fineTuneBench(): Promise<void> {
     line(`${model}: headstart forward (same weights as inputs)`, `${forward.toFixed(1)} ms`, `backward+update ${(step - forward).toFixed(1)} ms`);
     line(`${model}: backward+update throughput / forward throughput`, `${(forward / (step - forward)).toFixed(2)}`, '(target ≥ 0.33)');
     line(`${model}: copying weights + moments once (JS memcpy)`, `${fastest.copyMs.toFixed(2)} ms`, 'outputs go back in as onnxruntime tensors, not copied in JS');
+    if (nchwcBlock && model === 'mobilenet-v2-random') {
+      // The same step in plain ONNX operators, as on a CPU without onnxruntime's NCHWc kernels.
+      const plain = await ourStep(model, 2, undefined);
+      line(`${model}: headstart step, plain ONNX depthwise (no NCHWc)`, `${plain.stepMs.toFixed(1)} ms`, `forward ${plain.forwardMs.toFixed(1)} ms, CPU ${plain.stepCpuMs.toFixed(0)} ms`);
+    }
     const measured = torch.filter((t): t is Exclude<typeof t, string> => typeof t !== 'string');
     if (measured.length === 0) line(`${model}: PyTorch`, String(torch[0]));
     else {

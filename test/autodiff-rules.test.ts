@@ -71,6 +71,10 @@ const CASES: Record<string, Case> = {
     node('Conv', { group: attr.int(3), strides: attr.ints([2, 2]), auto_pad: attr.string('SAME_UPPER') }),
   ),
   'Conv (depthwise 3×3, stride 1, pads 1: flipped-kernel input gradient)': f32Linear([{ dims: [2, 4, 5, 5] }, { dims: [4, 1, 3, 3] }, { dims: [4] }], node('Conv', { group: attr.int(4), pads: attr.ints([1, 1, 1, 1]) })),
+  'Conv (depthwise 3×2, stride 1, dilations [2,1], asymmetric pads: stacked weight gradient)': f32Linear(
+    [{ dims: [3, 4, 7, 6] }, { dims: [4, 1, 3, 2] }, { dims: [4] }],
+    node('Conv', { group: attr.int(4), dilations: attr.ints([2, 1]), pads: attr.ints([2, 0, 1, 1]) }),
+  ),
   'Conv (groups 2, 3×2 kernel, dilation 2, asymmetric pads, stride 1)': f32Linear(
     [{ dims: [2, 4, 6, 7] }, { dims: [6, 2, 3, 2] }],
     node('Conv', { group: attr.int(2), dilations: attr.ints([2, 1]), pads: attr.ints([2, 0, 1, 1]) }),

@@ -9,6 +9,8 @@ import { attr, encodeModel, type GraphNode, type OnnxGraph } from '../backbones/
 import { modelError } from '../util/errors.js';
 import { GraphBuilder } from './builder.js';
 import { addGradients } from './gradients.js';
+import { matchScalarRanks } from './graph-utils.js';
+import { useNchwcDepthwise } from './nchwc.js';
 import { graphLike } from './partition.js';
 import type { TensorInfoMap } from './tensor-info.js';
 
@@ -42,6 +44,11 @@ export interface TrainingGraphSpec {
    * and updates the running statistics (momentum 0.1, unbiased variance) for evaluation.
    */
   batchNormStatistics?: 'frozen' | 'update';
+  /**
+   * onnxruntime's NCHWc block size (`nchwcBlockSize()`): run depthwise convolutions on trained
+   * weights in its blocked layout (`nchwc.ts`). Absent: plain ONNX operators only.
+   */
+  nchwcBlock?: number;
 }
 
 /** A tensor the step updates without the optimiser (BatchNorm running statistics). */
@@ -118,7 +125,8 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   const statistics = [...new Set(batchNorms.flatMap((node) => node.inputs.slice(3, 5)))];
   const fed = [...spec.params.map((param) => param.name), ...statistics];
 
-  const evaluation = withInitializersAsInputs(spec.graph, fed, new Map(info), origin);
+  const evaluationInfo: TensorInfoMap = new Map(info);
+  const evaluation = withInitializersAsInputs(spec.graph, fed, evaluationInfo, origin);
   evaluation.outputs = [{ name: logits, shape: [-1, classes] }];
 
   const graph = withInitializersAsInputs(spec.graph, fed, info, origin);
@@ -205,6 +213,12 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
     ...buffers.map((buffer) => ({ name: buffer.output, shape: buffer.dims })),
     ...params.flatMap((param) => [param.output, ...param.state.map((s) => s.output), ...(param.gradient ? [param.gradient] : [])].map((name) => ({ name, shape: param.dims }))),
   ];
+  matchScalarRanks(graph, info);
+  matchScalarRanks(evaluation, evaluationInfo);
+  if (spec.nchwcBlock) {
+    useNchwcDepthwise(graph, info, spec.nchwcBlock);
+    useNchwcDepthwise(evaluation, evaluationInfo, spec.nchwcBlock);
+  }
   const producer = { producer: 'headstart autodiff' };
   return {
     step: encodeModel(graph, 'training_step', `training step: forward, cross-entropy, gradients, ${optimizer.kind} update`, producer),

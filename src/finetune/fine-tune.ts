@@ -14,6 +14,7 @@ import { encodeModel, type GraphNode } from '../backbones/tfjs/onnx-graph.js';
 import { depthFromTop, findBlocks, weightsOfTopBlocks, type Block } from '../autodiff/blocks.js';
 import { appendLinearHead } from '../autodiff/head.js';
 import { nodesNeededFor } from '../autodiff/graph-utils.js';
+import { nchwcBlockSize } from '../autodiff/nchwc.js';
 import { partitionModel } from '../autodiff/partition.js';
 import { buildTrainingGraph, type OptimizerSpec, type ParamSpec } from '../autodiff/training-graph.js';
 import { TrainingSession } from '../autodiff/training-session.js';
@@ -253,6 +254,7 @@ export async function fineTuneBackbone(
       optimizer,
       origin: model.origin,
       batchNormStatistics: resolved.batchNorm,
+      nchwcBlock: await nchwcBlockSize(),
     });
     session = await TrainingSession.create(training, (name) => partition.suffix.floatInitializer(name)!, model.origin, settings.threads);
     const trainStarted = performance.now();

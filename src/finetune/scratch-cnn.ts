@@ -9,6 +9,7 @@ import type { Backbone } from '../backbones/backbone.js';
 import type { ImagePreprocessing } from '../backbones/image-preprocessing.js';
 import { createSession, stack, type ort } from '../backbones/onnx-session.js';
 import { attr, encodeModel, OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
+import { nchwcBlockSize } from '../autodiff/nchwc.js';
 import { probeTensorInfo } from '../autodiff/tensor-info.js';
 import { buildTrainingGraph } from '../autodiff/training-graph.js';
 import { TrainingSession } from '../autodiff/training-session.js';
@@ -192,6 +193,7 @@ async function trainCnn(classes: number, train: ExampleRows, validation: Example
     params: cnn.weights.map((name) => ({ name })),
     optimizer: { kind: 'adamw', weightDecay: o.weightDecay },
     origin: 'scratch CNN',
+    nchwcBlock: await nchwcBlockSize(),
   });
   const session = await TrainingSession.create(training, (name) => cnn.graph.floatInitializer(name)!, 'scratch CNN', threads);
   try {

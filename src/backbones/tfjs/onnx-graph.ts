@@ -43,6 +43,8 @@ export const attr = {
 export interface GraphNode {
   name: string;
   op: string;
+  /** Operator set domain; absent for the default ONNX domain. */
+  domain?: string;
   inputs: string[];
   outputs: string[];
   attributes: Record<string, Attribute>;
@@ -230,12 +232,13 @@ export function encodeModel(graph: OnnxGraph, graphName: string, docString: stri
     irVersion: IR_VERSION,
     producerName: options.producer ?? 'headstart tfjs-to-onnx',
     docString,
-    opsetImport: [{ domain: '', version: OPSET_VERSION }],
+    opsetImport: [{ domain: '', version: OPSET_VERSION }, ...[...new Set(graph.nodes.flatMap((node) => (node.domain ? [node.domain] : [])))].map((domain) => ({ domain, version: 1 }))],
     graph: {
       name: graphName,
       node: graph.nodes.map((node) => ({
         name: node.name,
         opType: node.op,
+        ...(node.domain ? { domain: node.domain } : {}),
         input: node.inputs,
         output: node.outputs,
         attribute: Object.entries(node.attributes).map(([name, attribute]) => encodeAttribute(name, attribute)),
