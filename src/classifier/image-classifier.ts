@@ -32,7 +32,9 @@ export interface ImageTrainOptions extends Omit<TrainOptions<Uint8Array>, 'task'
 export class ImageClassifier extends Classifier<Uint8Array> {
   static override async train(options: ImageTrainOptions): Promise<ImageClassifier> {
     const { preprocessing, featureOutput, dtype, hub, ...rest } = options;
-    const backboneOptions = { ...rest.backboneOptions, preprocessing, featureOutput, dtype, hub };
+    // Shorthands given win; ones not given must not blank what `backboneOptions` says.
+    const given = Object.entries({ preprocessing, featureOutput, dtype, hub }).filter(([, value]) => value !== undefined);
+    const backboneOptions = { ...rest.backboneOptions, ...Object.fromEntries(given) };
     return trainWith(imageModality, { ...rest, backboneOptions }, (...args) => new ImageClassifier(...args));
   }
 

@@ -53,3 +53,21 @@ export function withCommonOptions(command: Command): Command {
     .option('--json', 'print machine-readable JSON on stdout')
     .option('-q, --quiet', 'no progress output');
 }
+
+/** `--offline` and `--token`, for every command that may open a backbone from the network. */
+export interface HubCliOptions {
+  offline?: boolean;
+  token?: string;
+}
+
+/** Adds `--offline` and `--token`, defined once so every command reads them the same way. */
+export function withHubOptions(command: Command): Command {
+  return command
+    .option('--offline', 'never use the network: hf: backbones must be in the Hugging Face cache, tfjs: URLs in headstart\'s (also HF_HUB_OFFLINE=1)')
+    .option('--token <token>', 'Hugging Face token for gated or private repositories (default $HF_TOKEN, which is safer: a token on the command line is visible to other processes)');
+}
+
+/** The hub settings the library takes; unset flags leave HF_HUB_OFFLINE / HF_TOKEN to decide. */
+export function hubOptionsOf(options: HubCliOptions): { offline?: boolean; token?: string } {
+  return { offline: options.offline ? true : undefined, token: options.token };
+}

@@ -9,9 +9,9 @@ import { SCRATCH_CNN_DEFAULTS, scratchCnnContender } from '../finetune/scratch-c
 import { usageError } from '../util/errors.js';
 import { COMPARE_PAGE_GUARD, writeCompareReport } from '../report/compare-report.js';
 import { checkReplaceable } from '../util/atomic.js';
-import { cacheDirOf, emit, fraction, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+import { cacheDirOf, emit, fraction, hubOptionsOf, integer, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
-interface CompareCommandOptions extends GlobalOptions {
+interface CompareCommandOptions extends GlobalOptions, HubCliOptions {
   task?: Modality;
   backbone?: string;
   sizes?: Shots[];
@@ -22,15 +22,13 @@ interface CompareCommandOptions extends GlobalOptions {
   seed: number;
   out?: string;
   cache: boolean;
-  offline?: boolean;
-  token?: string;
   scratchCnn?: boolean;
   cnnEpochs?: number;
   cnnSize?: number;
 }
 
 export function compareCommand(): Command {
-  return withCommonOptions(
+  return withCommonOptions(withHubOptions(
     new Command('compare')
       .description('measure the head start: a pre-trained backbone vs a from-scratch baseline, same head, same seeded draws, growing training sets')
       .argument('<data>', 'labelled data, as for `headstart train`')
@@ -43,13 +41,11 @@ export function compareCommand(): Command {
       .option('--val-fraction <f>', 'share of each class held out when no validation folder exists', fraction('--val-fraction'))
       .option('--seed <n>', 'seed of the train/validation split', integer('--seed'), 0)
       .option('-o, --out <file>', 'where to write the learning-curve HTML (default: <data>-compare.html beside the data)')
-      .option('--offline', 'never use the network; hf: backbones must be in the Hugging Face cache')
-      .option('--token <token>', 'Hugging Face token for gated or private repositories (default $HF_TOKEN)')
       .option('--no-cache', 'do not read or write the feature cache')
       .option('--scratch-cnn', 'images: also train a small CNN from random initialisation on the pixels, end to end, at every size and seed (slow: minutes on a few hundred images)')
       .option('--cnn-epochs <n>', `--scratch-cnn: epochs per run (default ${SCRATCH_CNN_DEFAULTS.epochs})`, integer('--cnn-epochs', 1))
       .option('--cnn-size <px>', `--scratch-cnn: input side in pixels (default ${SCRATCH_CNN_DEFAULTS.size})`, integer('--cnn-size', 16)),
-  ).action(async (data: string, options: CompareCommandOptions) => {
+  )).action(async (data: string, options: CompareCommandOptions) => {
     const reporter = reporterFor(options);
     const absolute = resolve(data);
     const out = options.out ?? join(dirname(absolute), `${basename(absolute, extname(absolute))}-compare.html`);
@@ -62,7 +58,7 @@ export function compareCommand(): Command {
     const scratch = await scratchBaselineFor(task);
     const cacheDir = cacheDirOf(options);
     const dataset = await adapter.readDataset(data, { validationFraction: options.valFraction, seed: options.seed });
-    const backbone = await adapter.openBackbone(options.backbone ?? adapter.defaultBackbone, { cacheDir, reporter, hub: { offline: options.offline, token: options.token } });
+    const backbone = await adapter.openBackbone(options.backbone ?? adapter.defaultBackbone, { cacheDir, reporter, hub: hubOptionsOf(options) });
     try {
       const result = await compareOnDataset({
         dataset,

@@ -1,20 +1,20 @@
 import { Command } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
 import { formatEvaluationSummary, formatMetricsTable } from '../evaluate/metrics.js';
-import { cacheDirOf, emit, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+import { cacheDirOf, emit, hubOptionsOf, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 import { formatSkipped } from './format.js';
 
 export function evalCommand(): Command {
-  return withCommonOptions(
+  return withCommonOptions(withHubOptions(
     new Command('eval')
       .description('evaluate a trained model on labelled data read as in training (e.g. <folder>/<class>/*)')
       .argument('<model>', 'a model folder written by `headstart train`')
       .argument('<data>', 'labelled data: a folder with one sub-folder per class, or a labelled file for text')
       .option('--text-column <name>', 'text: column (header name or 0-based index) or JSON field holding the text')
       .option('--label-column <name>', 'text: column or JSON field holding the label'),
-  ).action(async (model: string, data: string, options: GlobalOptions & { textColumn?: string; labelColumn?: string }) => {
+  )).action(async (model: string, data: string, options: GlobalOptions & HubCliOptions & { textColumn?: string; labelColumn?: string }) => {
     const reporter = reporterFor(options);
-    const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter });
+    const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) });
     try {
       const result = await classifier.evaluatePath(data, { reporter, datasetOptions: { textColumn: options.textColumn, labelColumn: options.labelColumn } });
       emit(

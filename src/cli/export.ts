@@ -4,9 +4,9 @@ import { Classifier } from '../classifier/classifier.js';
 import { EXPORT_FILE_GUARD } from '../export/exported-model.js';
 import { compareOnLabelled, exportClassifier, type LabelledComparison } from '../export/onnx-export.js';
 import { checkReplaceable, writeFileAtomic } from '../util/atomic.js';
-import { cacheDirOf, emit, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+import { cacheDirOf, emit, hubOptionsOf, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
-interface ExportCommandOptions extends GlobalOptions {
+interface ExportCommandOptions extends GlobalOptions, HubCliOptions {
   format: 'onnx';
   out?: string;
   quantize?: 'int8';
@@ -14,7 +14,7 @@ interface ExportCommandOptions extends GlobalOptions {
 }
 
 export function exportCommand(): Command {
-  return withCommonOptions(
+  return withCommonOptions(withHubOptions(
     new Command('export')
       .description('write the model as one ONNX file (backbone + head + softmax, labels in its metadata) that runs without headstart')
       .argument('<model>', 'a model folder written by `headstart train`')
@@ -22,12 +22,12 @@ export function exportCommand(): Command {
       .option('-o, --out <file>', 'where to write it (default: <model>.onnx, or <model>.int8.onnx)')
       .addOption(new Option('--quantize <scheme>', 'store Conv/MatMul/Gemm weights as int8 (per-channel scales): ~4× smaller').choices(['int8']))
       .option('--evaluate <data>', 'labelled data to compare the exported file with the library on (accuracy and its drop)'),
-  ).action(async (model: string, options: ExportCommandOptions) => {
+  )).action(async (model: string, options: ExportCommandOptions) => {
     const reporter = reporterFor(options);
     const out = resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}${options.quantize ? `.${options.quantize}` : ''}.onnx`);
     // Before the work, so a path that would be refused is not found out only after the export.
     await checkReplaceable(out, 'file', EXPORT_FILE_GUARD);
-    const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter });
+    const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) });
     try {
       const task = reporter.task(`exporting ${basename(model)}`, 1, 'models');
       const result = await exportClassifier(classifier, { quantize: options.quantize });

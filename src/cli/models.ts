@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander';
 import { HeadstartError, usageError } from '../util/errors.js';
 import { consoleReporter } from '../util/progress.js';
-import { emit } from './common.js';
+import { emit, hubOptionsOf, withHubOptions, type HubCliOptions } from './common.js';
 import { CATALOG, findCatalogEntry, type CatalogEntry } from '../hub/catalog.js';
 import { RepoCache, hubCacheDir, removeRepoCache, scanHubCache, scanRepo, type CachedRepo } from '../hub/cache.js';
 import { formatBytes } from '../hub/download.js';
@@ -16,11 +16,9 @@ interface ModelsOptions {
   hubCache?: string;
 }
 
-interface PullCommandOptions extends ModelsOptions {
+interface PullCommandOptions extends ModelsOptions, HubCliOptions {
   revision?: string;
   dtype?: OnnxDtype;
-  token?: string;
-  offline?: boolean;
 }
 
 /** `headstart models list|pull|info|rm`: the recommended backbones and the Hugging Face cache. */
@@ -47,13 +45,13 @@ export function modelsCommand(): Command {
 
   models.addCommand(
     withModelsOptions(
-      new Command('pull')
-        .description('download a model from the Hugging Face Hub into the cache (shared with Python\'s huggingface_hub)')
-        .argument('<id>', 'hf:<owner>/<name>[@<revision>] (the hf: prefix is optional here)')
-        .option('--revision <rev>', 'branch, tag or commit (default main)')
-        .addOption(new Option('--dtype <dtype>', 'which ONNX weights').choices(ONNX_DTYPES).default('fp32'))
-        .option('--token <token>', 'access token for private or gated repositories (default HF_TOKEN, which is safer: a token on the command line is visible to other processes)')
-        .option('--offline', 'use the cache only, never the network (also HF_HUB_OFFLINE=1)'),
+      withHubOptions(
+        new Command('pull')
+          .description('download a model from the Hugging Face Hub into the cache (shared with Python\'s huggingface_hub)')
+          .argument('<id>', 'hf:<owner>/<name>[@<revision>] (the hf: prefix is optional here)')
+          .option('--revision <rev>', 'branch, tag or commit (default main)')
+          .addOption(new Option('--dtype <dtype>', 'which ONNX weights').choices(ONNX_DTYPES).default('fp32')),
+      ),
     ).action(async (id: string, options: PullCommandOptions) => {
       const reference = hubReference(id);
       if (options.revision && id.includes('@') && options.revision !== reference.revision) {
@@ -63,8 +61,7 @@ export function modelsCommand(): Command {
       const pulled = await pullModel(reference.repo, {
         revision,
         dtype: options.dtype,
-        token: options.token,
-        offline: options.offline ? true : undefined,
+        ...hubOptionsOf(options),
         cacheDir: options.hubCache,
         reporter: consoleReporter({ quiet: options.quiet }),
       });

@@ -8,11 +8,11 @@ import type { Modality } from '../backbones/backbone.js';
 import { formatEvaluationSummary, formatMetricsTable, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
 import { REPORT_FILE } from '../report/report.js';
 import { checkReplaceable } from '../util/atomic.js';
-import { cacheDirOf, emit, fraction, integer, positiveNumber, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+import { cacheDirOf, emit, fraction, hubOptionsOf, integer, positiveNumber, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 import { formatSkipped, summaryOf } from './format.js';
 import { formatTextTraining } from './text-format.js';
 
-interface TrainCommandOptions extends GlobalOptions {
+interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
   task?: Modality;
   backbone?: string;
   head: 'linear' | 'mlp' | 'knn' | 'centroid';
@@ -36,8 +36,6 @@ interface TrainCommandOptions extends GlobalOptions {
   report: boolean;
   featureOutput?: string;
   dtype?: 'fp32' | 'fp16' | 'q8' | 'q4';
-  offline?: boolean;
-  token?: string;
   unfreeze?: number | 'all';
   fineTuneEpochs?: number;
   fineTuneLr?: number;
@@ -60,7 +58,7 @@ function blockCount(value: string): number | 'all' {
 }
 
 export function trainCommand(): Command {
-  return withCommonOptions(
+  return withCommonOptions(withHubOptions(
     new Command('train')
       .description('train a classifier on a labelled folder and evaluate it on held-out data')
       .argument('<data>', 'images: <data>/<class>/*.jpg or <data>/{train,val[,test]}/<class>/*.jpg; text: a CSV/TSV/JSONL file, a folder with train.<ext> [dev|val.<ext>, test.<ext>], or <data>/<class>/*.txt')
@@ -83,8 +81,6 @@ export function trainCommand(): Command {
       .option('--seed <n>', 'seed for the split, initialisation and augmentation', integer('--seed'), 0)
       .option('--feature-output <name>', 'graph output / layer / node to take features from')
       .addOption(new Option('--dtype <dtype>', 'weights variant of a Hugging Face ONNX repository').choices(['fp32', 'fp16', 'q8', 'q4']))
-      .option('--offline', 'never use the network; hf: backbones must be in the Hugging Face cache (also HF_HUB_OFFLINE=1)')
-      .option('--token <token>', 'Hugging Face token for gated or private repositories (default $HF_TOKEN)')
       .option('-o, --out <dir>', 'where to write the model folder', 'headstart-model')
       .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; image backbones', blockCount)
       .option('--fine-tune-epochs <n>', 'epochs with the blocks unfrozen (default 10; early stopping may end sooner)', integer('--fine-tune-epochs', 1))
@@ -102,11 +98,11 @@ export function trainCommand(): Command {
       .addOption(new Option('--pooling <mode>', 'text: transformers mean|cls, word vectors mean|sif|sif+max+min; audio: over windows, mean|mean-max').choices(['mean', 'cls', 'sif', 'sif+max+min', 'mean-max']))
       .option('--max-length <n>', 'text: truncate transformer inputs to <n> tokens', integer('--max-length', 3))
       .option('--no-baseline', 'text: do not train the TF-IDF baseline beside the model'),
-  ).action(async (data: string, options: TrainCommandOptions) => {
+  )).action(async (data: string, options: TrainCommandOptions) => {
     const reporter = reporterFor(options);
     const task = options.task ?? (await inferTask(data));
     const datasetOptions = { textColumn: options.textColumn, labelColumn: options.labelColumn, validation: options.valData, test: options.testData, testFraction: options.testFraction };
-    const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: { offline: options.offline, token: options.token } };
+    const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: hubOptionsOf(options) };
     if (options.shots !== undefined) {
       const fewShot = await runFewShot({
         task,
