@@ -17,7 +17,7 @@ const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
  * on disk (`/plain/`), and with its weights split into two shards in a sub-folder (`/sharded/`), as
  * TF.js writes larger models. `missing` paths answer 404; `requests` records every path asked for.
  */
-async function startModelServer(): Promise<{ url: string; requests: string[]; missing: Set<string>; close(): Promise<void> }> {
+async function startModelServer(): Promise<{ url: string; requests: string[]; missing: Set<string>; failOnce: Set<string>; close(): Promise<void> }> {
   const modelJson = JSON.parse(readFileSync(join(MOBILENET_035, 'model.json'), 'utf8'));
   const weights = readFileSync(join(MOBILENET_035, 'weights.bin'));
   const half = Math.ceil(weights.length / 2 / 4) * 4;
@@ -28,12 +28,18 @@ async function startModelServer(): Promise<{ url: string; requests: string[]; mi
     ['/sharded/model.json', Buffer.from(JSON.stringify(sharded))],
     ['/sharded/shards/group1-shard1of2.bin', weights.subarray(0, half)],
     ['/sharded/shards/group1-shard2of2.bin', weights.subarray(half)],
+    ['/evil/model.json', Buffer.from(JSON.stringify({ ...modelJson, weightsManifest: modelJson.weightsManifest.map((group: object) => ({ ...group, paths: ['../plain/weights.bin'] })) }))],
   ]);
   const requests: string[] = [];
   const missing = new Set<string>();
+  const failOnce = new Set<string>();
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url!, 'http://x').pathname;
     requests.push(path);
+    if (failOnce.delete(path)) {
+      res.writeHead(503);
+      return res.end('busy');
+    }
     const body = missing.has(path) ? undefined : files.get(path);
     if (!body) {
       res.writeHead(404, { 'content-type': 'text/plain' });
@@ -47,6 +53,7 @@ async function startModelServer(): Promise<{ url: string; requests: string[]; mi
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
     missing,
+    failOnce,
     close: () => {
       server.closeAllConnections();
       return new Promise((resolve) => server.close(() => resolve()));
@@ -105,6 +112,19 @@ describe('tfjs:<url> backbones', () => {
     expect(server.requests).toEqual([]);
   });
 
+  it('retries a server error (HTTP 503) and says so', async () => {
+    const cacheDir = join(work, 'cache-503');
+    server.requests.length = 0;
+    server.failOnce.add('/plain/weights.bin');
+    const warnings: string[] = [];
+    const reporter = { task: () => ({ tick() {}, done() {} }), info() {}, warn: (message: string) => warnings.push(message) };
+    const backbone = await openImageBackbone(`tfjs:${server.url}/plain/model.json`, { cacheDir, reporter });
+    await backbone.dispose();
+    expect(server.requests).toEqual(['/plain/model.json', '/plain/weights.bin', '/plain/weights.bin']);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(new RegExp(`^downloading ${server.url}/plain/weights\\.bin: HTTP 503; retrying in [\\d.]+s \\(1/5\\)$`));
+  });
+
   it('offline, a URL not in the cache is an error naming it', async () => {
     const cacheDir = join(work, 'offline-cache');
     const url = `${server.url}/plain/model.json`;
@@ -141,6 +161,20 @@ describe('tfjs:<url> backbones', () => {
     }
     const missingModel = await openImageBackbone(`tfjs:${server.url}/nowhere/model.json`, { cacheDir }).catch((e: unknown) => e);
     expect((missingModel as Error).message).toBe(`${server.url}/nowhere/model.json: HTTP 404 Not Found: cannot download the TF.js model.json (check the tfjs: URL)`);
+  });
+
+  it('refuses what is not a TF.js model.json, and shard paths that would leave the model\'s folder', async () => {
+    const cacheDir = join(work, 'cache-bad');
+    server.requests.length = 0;
+    const notJson = await openImageBackbone(`tfjs:${server.url}/plain/weights.bin`, { cacheDir }).catch((e: unknown) => e);
+    expect((notJson as HeadstartError).kind).toBe('model');
+    expect((notJson as Error).message).toMatch(new RegExp(`^${server.url}/plain/weights\\.bin: not valid JSON`));
+    const evil = await openImageBackbone(`tfjs:${server.url}/evil/model.json`, { cacheDir }).catch((e: unknown) => e);
+    expect((evil as Error).message).toBe(
+      `${server.url}/evil/model.json: weight shard path "../plain/weights.bin" is not a plain relative path next to model.json; refusing to download it`,
+    );
+    expect(server.requests).toEqual(['/plain/weights.bin', '/evil/model.json']);
+    expect(await readdir(join(cacheDir, 'tfjs-url')).catch(() => [])).toEqual([]);
   });
 
   it('from the CLI: trains on a tfjs: URL, predicts offline from the cache; a 404 exits 5 with the message', async () => {

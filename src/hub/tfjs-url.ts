@@ -1,5 +1,6 @@
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { parseModelJson } from '../backbones/tfjs/source.js';
 import { parseManifest } from '../backbones/tfjs/weights.js';
 import { cacheEntryGuard, writeDirAtomic } from '../util/atomic.js';
 import { HeadstartError, modelError, usageError } from '../util/errors.js';
@@ -64,15 +65,7 @@ export async function fetchTfjsModel(target: string, options: TfjsUrlOptions): P
   const get = (fileUrl: URL, what: string) => download(fileUrl, what, { retries: options.retries ?? DEFAULT_RETRIES, reporter, fetch: options.fetch ?? fetch });
   const started = performance.now();
   const modelJsonBytes = await get(url, `the TF.js model.json (check the tfjs: URL)`);
-  let modelJson: unknown;
-  try {
-    modelJson = JSON.parse(new TextDecoder().decode(modelJsonBytes));
-  } catch (error) {
-    throw modelError(`not valid JSON (${(error as Error).message}); expected a TF.js model.json`, url.href, error);
-  }
-  if (modelJson === null || typeof modelJson !== 'object' || !('modelTopology' in modelJson)) {
-    throw modelError('not a TF.js model.json: it has no "modelTopology"', url.href);
-  }
+  const modelJson = parseModelJson(new TextDecoder().decode(modelJsonBytes), url.href);
   const shardPaths = parseManifest(modelJson, url.href).flatMap((group) => group.paths);
   for (const path of shardPaths) checkShardPath(path, url.href);
 

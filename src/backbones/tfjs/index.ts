@@ -11,7 +11,7 @@ import { encodeModel, OnnxGraph } from './onnx-graph.js';
 import { optimize } from './optimize.js';
 import { decodeWeights, parseManifest } from './weights.js';
 
-export { nsfwjsVersion, readNsfwjsModel, readTfjsModelFolder, type NsfwjsModelName, type TfjsModelSource } from './source.js';
+export { nsfwjsVersion, parseModelJson, readNsfwjsModel, readTfjsModelFolder, type NsfwjsModelName, type TfjsModelSource } from './source.js';
 export { SUPPORTED_LAYERS } from './layers-model.js';
 export { SUPPORTED_OPS } from './graph-model.js';
 import type { NsfwjsModelName, TfjsModelSource } from './source.js';

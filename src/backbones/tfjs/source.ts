@@ -51,7 +51,8 @@ function checkGroupShards(group: WeightGroup, shards: { label: string; bytes: nu
   );
 }
 
-function parseModelJson(text: string, path: string): unknown {
+/** Parses a model.json's text; errors name `path` (a file or a URL). */
+export function parseModelJson(text: string, path: string): unknown {
   let json: unknown;
   try {
     json = JSON.parse(text);
