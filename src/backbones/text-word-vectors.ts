@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Backbone, BackboneReference } from './backbone.js';
 import { readJsonFile } from './hf-folder.js';
 import { l2NormalizeRows, poolWordVectors, sifWeights } from './text-pooling.js';
-import { wordIds } from './text-tokenizers.js';
+import { WORD_TOKENIZER_VERSION, wordIds } from '../web/word-tokens.js';
 import { cacheEntryGuard, writeDirAtomic } from '../util/atomic.js';
 import { modelError } from '../util/errors.js';
 import { hashJson, sha256 } from '../util/hash.js';
@@ -41,7 +41,7 @@ export interface WordVectorPreprocessing {
   normalize: boolean;
 }
 
-export const WORD_TOKENIZER_VERSION = 'glove-words-1';
+export { WORD_TOKENIZER_VERSION };
 
 /**
  * Defaults measured with the linear head on the shared data (full GloVe, test accuracy / spam F1):
