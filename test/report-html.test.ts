@@ -1,14 +1,18 @@
 import { existsSync } from 'node:fs';
-import { readFile, rename, stat } from 'node:fs/promises';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Classifier } from '../src/classifier/classifier.js';
 import { ImageClassifier } from '../src/classifier/image-classifier.js';
+import { TextClassifier } from '../src/classifier/text-classifier.js';
+import { readAudioFolder } from '../src/data/audio-folder.js';
 import { isDetailed, type DetailedMetrics } from '../src/evaluate/metrics.js';
 import { readImageFolder } from '../src/data/image-folder.js';
 import { readPredictions } from '../src/report/predictions.js';
 import { REPORT_FILE, writeModelReport } from '../src/report/report.js';
+import { FSDD, SPEECH_EMBEDDING_FOLDER, fsddFile } from './helpers/audio.js';
 import { runCli } from './helpers/cli.js';
 import { HYMENOPTERA, SHARED, makeColourFolder, tempDir } from './helpers/images.js';
 
@@ -175,6 +179,74 @@ describe('the model report', () => {
       await page.screenshot({ path: join(work, 'report-escaped.png'), fullPage: true });
       expect(errors).toEqual([]);
       expect(requests).toHaveLength(1);
+    } finally {
+      await page.close();
+    }
+  });
+});
+
+describe('the report of text and audio models', () => {
+  let browser: Browser;
+  let work: string;
+
+  beforeAll(async () => {
+    work = await tempDir('headstart-report-media-');
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    });
+  });
+  afterAll(() => browser?.close());
+
+  it('text: a clicked cell lists the texts themselves; the TF-IDF baseline is shown beside the model', async () => {
+    const file = join(work, 'moods.csv');
+    const happy = ['a wonderful sunny day', 'what a delightful surprise', 'great fun with good friends', 'lovely warm smile', 'happy and joyful news', 'a brilliant cheerful party'];
+    const sad = ['a terrible rainy day', 'what an awful loss', 'sad and lonely night', 'painful bitter tears', 'grim and miserable news', 'a dreadful gloomy funeral'];
+    const rows = [...happy.map((t) => `${t},happy`), ...sad.map((t) => `${t},sad`)];
+    await writeFile(file, `text,label\n${[...rows, ...rows.map((r) => `so ${r}`)].join('\n')}\n`);
+    const classifier = await TextClassifier.train({ data: file, backbone: join(SHARED, 'models/glove-6b-100d-top20k'), cacheDir: join(work, 'cache'), baseline: true });
+    const dir = join(work, 'text-model');
+    try {
+      await classifier.save(dir);
+    } finally {
+      await classifier.dispose();
+    }
+    const { page, errors } = await openReport(browser, join(dir, REPORT_FILE));
+    try {
+      const records = (await readPredictions(dir))!.splits.validation;
+      const hit = records.find((r) => r.probabilities[r.label]! > 0.5)!;
+      await clickCell(page, hit.label, hit.label);
+      const snippets = await page.locator('#example-list li .snippet').allTextContents();
+      expect(snippets).toContain(hit.text);
+      expect(await page.locator('#config').textContent()).toMatch(/from-scratch baseline, validation.*TF-IDF.*accuracy \d\.\d{4}/);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('audio: a clicked cell lists players for the clips', async () => {
+    const data = await readAudioFolder(FSDD, { labelOf: (path) => (fsddFile(path).digit === '0' ? 'zero' : 'one'), validationFraction: 0.5 });
+    const keep = (items: typeof data.train) => items.filter((item) => ['0', '1'].includes(fsddFile(item.source).digit) && fsddFile(item.source).take < 6);
+    const small = { ...data, train: keep(data.train), validation: keep(data.validation) };
+    const classifier = await Classifier.train({ task: 'audio', data: small, backbone: SPEECH_EMBEDDING_FOLDER, cacheDir: join(work, 'cache') });
+    const dir = join(work, 'audio-model');
+    try {
+      await classifier.save(dir);
+    } finally {
+      await classifier.dispose();
+    }
+    const { page, errors } = await openReport(browser, join(dir, REPORT_FILE));
+    try {
+      const records = (await readPredictions(dir))!.splits.validation;
+      const label = records[0]!.label;
+      const listed = await clickCell(page, label, label);
+      expect(listed.length).toBeGreaterThan(0);
+      // Players for the first eight of a cell; the rest say why they have none.
+      expect(await page.locator('#example-list li audio').count()).toBe(Math.min(8, listed.length));
+      expect(await page.locator('#example-list li', { hasText: 'previews at most 8 per cell' }).count()).toBe(Math.max(0, listed.length - 8));
+      expect(await page.locator('#example-list li audio').first().getAttribute('src')).toMatch(/^data:audio\/wav;base64,/);
+      expect(errors).toEqual([]);
     } finally {
       await page.close();
     }

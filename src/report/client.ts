@@ -108,12 +108,10 @@ export const MODEL_SCRIPT = String.raw`
   if (data.timings && data.timings.totalSeconds !== undefined) cards.appendChild(card('training time', seconds(data.timings.totalSeconds), 'features ' + seconds(data.timings.featureSeconds) + ' · head ' + seconds(data.timings.fitSeconds)));
   data.notes.forEach(function (note) { summary.appendChild(h('p', { class: 'warning', text: note })); });
 
-  // Training curves.
+  // Training curves: the head's epochs, then (for a fine-tuned backbone) the joint training's.
   var curves = section('curves', 'Training curves');
-  if (!data.history.length) {
-    curves.appendChild(h('p', { class: 'note', text: 'This head (' + data.head.type + ') is fitted in one step, without epochs: there are no curves to draw.' }));
-  } else {
-    var epochs = data.history.map(function (r) { return r.epoch; });
+  var drawCurves = function (history, bestEpoch, xLabel, key) {
+    var epochs = history.map(function (r) { return r.epoch; });
     var grid = h('div', { class: 'charts' });
     curves.appendChild(grid);
     var lossBox = chartBox('loss per epoch, training and validation');
@@ -121,17 +119,17 @@ export const MODEL_SCRIPT = String.raw`
     grid.appendChild(lossBox.box);
     grid.appendChild(accuracyBox.box);
     var best = function (values) {
-      return epochs.map(function (epoch, i) { return epoch === data.bestEpoch ? values[i] : null; });
+      return epochs.map(function (epoch, i) { return epoch === bestEpoch ? values[i] : null; });
     };
     var lineChart = function (canvas, title, trainKey, validationKey) {
-      var trainValues = data.history.map(function (r) { return r[trainKey]; });
-      var validationValues = data.history.map(function (r) { return r[validationKey] === undefined ? null : r[validationKey]; });
+      var trainValues = history.map(function (r) { return r[trainKey]; });
+      var validationValues = history.map(function (r) { return r[validationKey] === undefined ? null : r[validationKey]; });
       var datasets = [
         { label: 'training', data: trainValues, borderColor: '#2563eb', backgroundColor: '#2563eb', pointRadius: 0, borderWidth: 2 },
       ];
       if (validationValues.some(function (v) { return v !== null; })) {
         datasets.push({ label: 'validation', data: validationValues, borderColor: '#f97316', backgroundColor: '#f97316', pointRadius: 0, borderWidth: 2 });
-        datasets.push({ label: 'kept (best epoch ' + data.bestEpoch + ')', data: best(validationValues), borderColor: '#111827', backgroundColor: '#111827', pointRadius: 5, pointStyle: 'rectRot', showLine: false });
+        datasets.push({ label: 'kept (best epoch ' + bestEpoch + ')', data: best(validationValues), borderColor: '#111827', backgroundColor: '#111827', pointRadius: 5, pointStyle: 'rectRot', showLine: false });
       }
       return new Chart(canvas, {
         type: 'line',
@@ -139,12 +137,24 @@ export const MODEL_SCRIPT = String.raw`
         options: {
           interaction: { mode: 'index', intersect: false },
           plugins: { title: { display: true, text: title } },
-          scales: { x: { title: { display: true, text: data.optimizer === 'lbfgs' ? 'iteration' : 'epoch' } } },
+          scales: { x: { title: { display: true, text: xLabel } } },
         },
       });
     };
-    charts.loss = lineChart(lossBox.canvas, 'Loss', 'trainLoss', 'valLoss');
-    charts.accuracy = lineChart(accuracyBox.canvas, 'Accuracy', 'trainAccuracy', 'valAccuracy');
+    charts[key + 'loss'] = lineChart(lossBox.canvas, 'Loss', 'trainLoss', 'valLoss');
+    charts[key + 'accuracy'] = lineChart(accuracyBox.canvas, 'Accuracy', 'trainAccuracy', 'valAccuracy');
+  };
+  if (data.fineTune) {
+    var tuned = data.fineTune;
+    curves.appendChild(h('h3', { text: 'Fine-tuning the backbone: ' + tuned.trained }));
+    drawCurves(tuned.history, tuned.bestEpoch, 'epoch', 'fineTune');
+    curves.appendChild(h('p', { class: 'note', text: 'The backbone\'s ' + tuned.trained + ' and a linear head trained together (' + tuned.schedule + ' schedule), after ' + tuned.headEpochs + ' epochs of the head alone. ' + (tuned.stoppedEarly ? 'Training stopped early; ' : '') + 'the backbone weights kept are those of epoch ' + tuned.bestEpoch + '. The head below was then fitted anew on the fine-tuned features.' }));
+    curves.appendChild(h('h3', { text: 'The head on the fine-tuned features' }));
+  }
+  if (!data.history.length) {
+    curves.appendChild(h('p', { class: 'note', text: 'This head (' + data.head.type + ') is fitted in one step, without epochs: there are no curves to draw.' }));
+  } else {
+    drawCurves(data.history, data.bestEpoch, data.optimizer === 'lbfgs' ? 'iteration' : 'epoch', '');
     curves.appendChild(h('p', { class: 'note', text: 'Training loss includes label smoothing and class weights and is averaged over each epoch; validation loss is the plain log loss of that epoch\'s head. ' + (data.stoppedEarly ? 'Training stopped early; ' : '') + 'the saved head is the one from epoch ' + data.bestEpoch + '.' }));
   }
 

@@ -2,6 +2,8 @@ import { basename, join, resolve } from 'node:path';
 import { loadModelFolder, type ModelManifest } from '../artifacts/model-folder.js';
 import type { Modality } from '../backbones/backbone.js';
 import { evaluatePredictions, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
+import type { BaselineReport, TruncationReport } from '../classifier/text-classifier.js';
+import type { FineTuneRecord } from '../finetune/fine-tune.js';
 import type { EpochRecord } from '../train/fit.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { MODEL_SCRIPT } from './client.js';
@@ -44,6 +46,8 @@ export interface ModelReportData {
   history: EpochRecord[];
   bestEpoch: number;
   stoppedEarly: boolean;
+  /** A fine-tuned backbone's joint training with its head, before the final head was fitted. */
+  fineTune?: { trained: string; history: EpochRecord[]; bestEpoch: number; stoppedEarly: boolean; schedule: string; headEpochs: number };
   skipped: ModelManifest['skipped'];
   model: Record<string, unknown>;
   data: Record<string, unknown>;
@@ -96,6 +100,9 @@ export async function buildModelReport(dir: string, folder = dir): Promise<{ dat
     augmentation?: unknown;
     seed?: number;
     timings?: Record<string, number>;
+    fineTune?: FineTuneRecord;
+    truncation?: TruncationReport;
+    baseline?: BaselineReport;
   };
   const timings = { ...(training.timings ?? {}) };
   if (timings.featureSeconds !== undefined && timings.fitSeconds !== undefined) timings.totalSeconds = Math.round((timings.featureSeconds + timings.fitSeconds) * 1000) / 1000;
@@ -131,7 +138,8 @@ export async function buildModelReport(dir: string, folder = dir): Promise<{ dat
       'headstart version': manifest.headstartVersion,
       created: manifest.createdAt,
     },
-    data: { origin: training.data?.origin, validation: training.data?.validation, ...counts },
+    ...(training.fineTune ? { fineTune: fineTuneCurves(training.fineTune) } : {}),
+    data: { origin: training.data?.origin, validation: training.data?.validation, ...counts, ...textTraining(training, manifest) },
     config: { ...(training.fit ?? {}), augmentation: training.augmentation ?? null, seed: training.seed, 'best epoch': training.bestEpoch, 'stopped early': training.stoppedEarly },
     timings,
     notes,
@@ -153,6 +161,41 @@ export async function writeModelReport(dir: string, options: { out?: string; fol
 }
 
 const FILE_GONE = 'file no longer there';
+
+function fineTuneCurves(record: FineTuneRecord): NonNullable<ModelReportData['fineTune']> {
+  const names = record.blocks.trained.map((block) => block.name);
+  return {
+    trained: `${names.length} block${names.length === 1 ? '' : 's'} (${names.join(', ')}, ${record.trainedValues.toLocaleString('en')} weights)`,
+    history: record.history,
+    bestEpoch: record.bestEpoch,
+    stoppedEarly: record.stoppedEarly,
+    schedule: record.options.schedule,
+    headEpochs: record.headStage.epochs,
+  };
+}
+
+/** A text model's truncation count and TF-IDF baseline, as the terminal prints them after `train`. */
+function textTraining(training: { truncation?: TruncationReport; baseline?: BaselineReport }, manifest: ModelManifest): Record<string, string> {
+  const rows: Record<string, string> = {};
+  const { truncation, baseline } = training;
+  if (truncation) {
+    rows['truncated texts'] =
+      truncation.truncated === 0
+        ? `none: no text was longer than ${truncation.maxTokens} tokens`
+        : `${truncation.truncated} of ${truncation.texts} texts were longer than ${truncation.maxTokens} tokens and lost their end`;
+  }
+  if (baseline) {
+    for (const split of ['validation', 'test'] as const) {
+      const ours = manifest.metrics[split];
+      const theirs = baseline.metrics[split];
+      if (!ours || !theirs) continue;
+      rows[`from-scratch baseline, ${split}`] =
+        `${baseline.featureOutput} + linear head, same split: accuracy ${theirs.accuracy.toFixed(4)}, macro-F1 ${theirs.macro.f1.toFixed(4)} ` +
+        `(this model ${ours.accuracy.toFixed(4)}, ${ours.macro.f1.toFixed(4)})`;
+    }
+  }
+  return rows;
+}
 
 function evaluationOf(records: PredictionRecord[], manifest: ModelManifest): ClassificationMetrics {
   const metrics = evaluatePredictions(
