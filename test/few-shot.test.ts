@@ -28,7 +28,8 @@ describe('sampleShots', () => {
     expect(sampleShots(labels, 3, 'all', 0)).toHaveLength(10);
   });
   it('refuses more shots than a class has', () => {
-    expect(() => sampleShots(labels, 3, 4, 0)).toThrow(/class #0 has 3 training example\(s\), fewer than the 4 shots/);
+    expect(() => sampleShots(labels, 3, 4, 0)).toThrow(/class #0 has 3 training example\(s\), fewer than the 4 shots per class/);
+    expect(() => sampleShots(labels, 3, 4, 0, ['ants', 'bees', 'wasps'])).toThrow(/class "ants" has 3 training example\(s\), fewer than the 4 shots per class/);
   });
 });
 

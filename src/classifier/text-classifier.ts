@@ -174,7 +174,7 @@ export async function tfidfFewShot(
   const evaluationLabels = Int32Array.from(evaluation, (item) => item.label);
   const runs = options.seeds.map((seed) => {
     const started = performance.now();
-    const rows = sampleShots(trainLabels, labels.length, options.shots, seed);
+    const rows = sampleShots(trainLabels, labels.length, options.shots, seed, labels);
     const map = TfidfFeatureMap.fit(
       rows.map((r) => trainTexts[r]!),
       options.tfidf,

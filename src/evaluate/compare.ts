@@ -148,7 +148,7 @@ export async function compareOnDataset<Input extends Uint8Array | string>(option
   const task = reporter.task('compare', sizes.length * seeds.length * contenders.length, 'fits');
   const results: ContenderResult[] = contenders.map((c) => ({ name: c.name, description: c.description, secondsPerExample: c.secondsPerExample, points: [], toTarget: null }));
   for (const shots of sizes) {
-    const draws = seeds.map((seed) => ({ seed, rows: sampleShots(trainLabels, numClasses, shots, seed) }));
+    const draws = seeds.map((seed) => ({ seed, rows: sampleShots(trainLabels, numClasses, shots, seed, dataset.classes) }));
     for (const [c, contender] of contenders.entries()) {
       const runs = [];
       for (const { seed, rows } of draws) {

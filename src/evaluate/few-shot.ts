@@ -38,7 +38,7 @@ export function fewShot(
 ): ShotsResult {
   const runs = options.seeds.map((seed) => {
     const started = performance.now();
-    const rows = sampleShots(train.labels, train.numClasses, options.shots, seed);
+    const rows = sampleShots(train.labels, train.numClasses, options.shots, seed, labels);
     const subset = selectRows(train, rows);
     const { head } = fitHead(subset, undefined, { ...options.fit, seed });
     const metrics = computeMetrics(evaluation.labels, head.predictProba(evaluation.features), labels);
