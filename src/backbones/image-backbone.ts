@@ -1,6 +1,6 @@
 import type { AugmentationView, Backbone, BackboneReference } from './backbone.js';
 import type { ImagePreprocessing } from './image-preprocessing.js';
-import { createSession, ort, poolOutput, stack, type Pooling } from './onnx-session.js';
+import { ThreadedSession, ort, poolOutput, sessionOptions, stack, type Pooling, type SessionLike } from './onnx-session.js';
 import { DEFAULT_IMAGE_AUGMENTATION, prepareImage, type ImageAugmentation } from '../data/image-decode.js';
 import { modelError } from '../util/errors.js';
 import { exposeClassifierInput } from './graph-surgery.js';
@@ -30,7 +30,7 @@ export class ImageBackbone implements Backbone<Uint8Array, Float32Array> {
   private constructor(
     readonly reference: BackboneReference,
     readonly spec: ImageGraphSpec,
-    private readonly session: ort.InferenceSession,
+    private readonly session: SessionLike,
     readonly inputName: string,
     readonly outputName: string,
     readonly pooling: Pooling,
@@ -39,13 +39,16 @@ export class ImageBackbone implements Backbone<Uint8Array, Float32Array> {
   }
 
   static async open(spec: ImageGraphSpec, threads?: number): Promise<ImageBackbone> {
-    let session = await createSession(spec.model, spec.origin, threads);
+    // On its own thread, so decoding the next images (and serving HTTP) goes on during a forward;
+    // without spinning, since those decodes need the cores onnxruntime's idle threads would hold.
+    const options = sessionOptions(threads, { spinning: false });
+    let session: SessionLike = await ThreadedSession.create(spec.model, spec.origin, options);
     if (!spec.outputName && onlyLogits(session)) {
       // A classifier export: take the classification layer's input as the features.
       const bytes = typeof spec.model === 'string' ? await readFile(spec.model) : spec.model;
       const exposed = exposeClassifierInput(bytes, session.outputNames[0]!, spec.origin);
       await session.release();
-      session = await createSession(exposed.model, spec.origin, threads);
+      session = await ThreadedSession.create(exposed.model, spec.origin, options);
       spec = { ...spec, model: exposed.model, outputName: exposed.output, pooling: 'none' };
     }
     const inputName = spec.inputName ?? session.inputNames[0]!;
@@ -94,7 +97,7 @@ export class ImageBackbone implements Backbone<Uint8Array, Float32Array> {
 }
 
 /** True when a graph offers nothing but class scores (a `…ForImageClassification` export). */
-function onlyLogits(session: ort.InferenceSession): boolean {
+function onlyLogits(session: SessionLike): boolean {
   return session.outputNames.length === 1 && session.outputNames[0] === 'logits';
 }
 
@@ -103,7 +106,7 @@ function onlyLogits(session: ort.InferenceSession): boolean {
  * (`pooler_output`, `image_embeds`), else the last hidden state pooled — averaged over space for a
  * CNN feature map, the class token for a transformer's token sequence.
  */
-export function chooseFeatureOutput(session: ort.InferenceSession): { outputName: string; pooling: Pooling } {
+export function chooseFeatureOutput(session: SessionLike): { outputName: string; pooling: Pooling } {
   const outputs = session.outputMetadata.map((meta) => ({
     name: meta.name,
     rank: meta.isTensor ? meta.shape.length : 0,
