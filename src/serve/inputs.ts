@@ -5,8 +5,8 @@
  * types. Inputs are bytes or strings held in memory — nothing from a request names a file.
  */
 import type { FastifyRequest } from 'fastify';
-import sharp from 'sharp';
 import type { Modality } from '../backbones/backbone.js';
+import { readImageHeader } from '../data/image-decode.js';
 import type { RejectionReason } from './metrics.js';
 
 export interface InputLimits {
@@ -126,7 +126,7 @@ async function checkImageHeader(bytes: Uint8Array, maxPixels: number, where: str
   let width: number | undefined;
   let height: number | undefined;
   try {
-    ({ width, height } = await sharp(bytes, { limitInputPixels: false }).metadata());
+    ({ width, height } = await readImageHeader(bytes));
   } catch (error) {
     const detail = (error instanceof Error ? error.message : String(error)).replace(/^Input (buffer|file) /, '');
     throw new HttpError(400, 'undecodable_image', `not a readable image${where}: ${detail}`, 'undecodable');
