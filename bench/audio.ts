@@ -88,3 +88,5 @@ export async function audioBench(): Promise<void> {
     line(`${label}: accuracy, mean ± std over speakers`, formatMeanStd(result.accuracy), result.groups.map((g) => `${g.group} ${g.accuracy.toFixed(3)}`).join(', '));
   }
 }
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await audioBench();

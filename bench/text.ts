@@ -94,3 +94,5 @@ export async function textBench(): Promise<void> {
   const report = await runFewShot({ task: 'text', data: join(TEXT, 'sst2'), shots: 8, seeds: 5, cacheDir, cache: false, baseline: true });
   console.log(formatFewShot(report, 'texts'));
 }
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) await textBench();
