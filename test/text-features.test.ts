@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -187,6 +187,39 @@ describe('transformer encoder (bert-tiny-random)', () => {
       expect((await cls.prepare('the cat sat on the mat with a hat')).truncated).toBe(true);
     } finally {
       await cls.dispose();
+    }
+  });
+
+  it("follows the folder's sentence-transformers recipe (modules.json): CLS pooling, normalisation, length", async () => {
+    // The same weights, described as a sentence-transformers export that pools the CLS token and normalises.
+    const folder = await mkdtemp(join(tmpdir(), 'headstart-st-'));
+    await cp(BERT_TINY, folder, { recursive: true });
+    await mkdir(join(folder, '1_Pooling'));
+    await writeFile(join(folder, '1_Pooling/config.json'), JSON.stringify({ word_embedding_dimension: 128, pooling_mode_cls_token: true, pooling_mode_mean_tokens: false }));
+    await writeFile(join(folder, 'sentence_bert_config.json'), JSON.stringify({ max_seq_length: 16 }));
+    await writeFile(
+      join(folder, 'modules.json'),
+      JSON.stringify([
+        { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
+        { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
+        { idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' },
+      ]),
+    );
+    const recipe = (await openTextBackbone(folder, { cacheDir: tmpdir(), threads: 1 })) as TransformerTextBackbone;
+    const asked = (await openTextBackbone(BERT_TINY, { cacheDir: tmpdir(), threads: 1, preprocessing: { pooling: 'cls', normalize: true, maxLength: 16 } })) as TransformerTextBackbone;
+    try {
+      expect(recipe.preprocessing).toMatchObject({ pooling: 'cls', normalize: true, maxLength: 16 });
+      const text = 'the cat sat on the mat .';
+      const fromRecipe = await recipe.forward([await recipe.prepare(text)]);
+      expect(Array.from(fromRecipe)).toEqual(Array.from(await asked.forward([await asked.prepare(text)])));
+      expect(Math.hypot(...fromRecipe)).toBeCloseTo(1, 5);
+      // And the user still has the last word.
+      const overridden = (await openTextBackbone(folder, { cacheDir: tmpdir(), threads: 1, preprocessing: { pooling: 'mean', normalize: false } })) as TransformerTextBackbone;
+      expect(overridden.preprocessing).toMatchObject({ pooling: 'mean', normalize: false });
+      await overridden.dispose();
+    } finally {
+      await recipe.dispose();
+      await asked.dispose();
     }
   });
 });
