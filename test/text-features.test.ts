@@ -13,6 +13,7 @@ import { BERT, HUB_FIXTURES, hubTempDir } from './helpers/hub-fixtures.js';
 import { startHubServer } from './helpers/hub-server.js';
 
 const BERT_TINY = join(SHARED, 'models/bert-tiny-random');
+const GLOVE_20K = join(SHARED, 'models/glove-6b-100d-top20k');
 
 describe('Hugging Face tokenizer (bert-tiny-random/tokenizer.json)', () => {
   let vocab: string[];
@@ -239,5 +240,18 @@ describe('transformer encoder from hf: (a local Hub lookalike serving bert-tiny-
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('pooling a backbone cannot do', () => {
+  it('is a usage error naming what the backbone can do', async () => {
+    await expect(openTextBackbone(GLOVE_20K, { cacheDir: tmpdir(), preprocessing: { pooling: 'mean-max' as never } })).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/pooling "mean-max" is not for word vectors, which pool with mean, sif or sif\+max\+min/),
+    });
+    await expect(openTextBackbone(BERT_TINY, { cacheDir: tmpdir(), preprocessing: { pooling: 'sif' } })).rejects.toMatchObject({
+      kind: 'usage',
+      message: expect.stringMatching(/pooling "sif" is not for transformers, which pool with mean or cls/),
+    });
   });
 });

@@ -77,7 +77,7 @@ export async function openTextBackbone(reference: string, options: TextBackboneO
 
 function wordVectorSettings(settings: TextPreprocessingOptions): WordVectorPreprocessing {
   const pooling = settings.pooling ?? WORD_VECTOR_DEFAULTS.pooling;
-  if (pooling === 'cls' || pooling === 'none') throw usageError(`pooling "${pooling}" is for transformers; word vectors pool with mean, sif or sif+max+min`);
+  if (pooling !== 'mean' && pooling !== 'sif' && pooling !== 'sif+max+min') throw usageError(`pooling "${pooling}" is not for word vectors, which pool with mean, sif or sif+max+min`);
   return {
     kind: 'word-vectors',
     tokenizer: settings.tokenizer ?? WORD_VECTOR_DEFAULTS.tokenizer,
@@ -100,7 +100,7 @@ async function openTransformer(
   catalog?: CatalogEntry,
 ): Promise<TransformerTextBackbone> {
   if (settings.pooling !== undefined && !['mean', 'cls', 'none'].includes(settings.pooling)) {
-    throw usageError(`pooling "${settings.pooling}" is for word vectors; transformers pool with mean or cls`);
+    throw usageError(`pooling "${settings.pooling}" is not for transformers, which pool with mean or cls`);
   }
   const model = join(folder, onnxFileFor(options.dtype ?? 'fp32'));
   if (!(await stat(model).catch(() => undefined))?.isFile()) throw modelError(`no ${onnxFileFor(options.dtype ?? 'fp32')} in this model folder`, folder);
