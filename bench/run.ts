@@ -65,6 +65,7 @@ async function main() {
   const backbones: [string, string][] = [
     ['default builtin:mobilenet-v2-1.4', 'builtin:mobilenet-v2-1.4'],
     ['builtin:mobilenet-v2-1.0', 'builtin:mobilenet-v2-1.0'],
+    ['builtin:inception-v3', 'builtin:inception-v3'],
     ['MobileNetV2 α=0.35 ImageNet (TF.js, converted)', MOBILENET_035],
   ];
   const opened: Record<string, ImageBackbone> = {};
@@ -74,7 +75,18 @@ async function main() {
     const rate = await timeForward(backbone, 16);
     line(`${label}: forward`, `${rate.toFixed(1)} img/s`, reference === 'builtin:mobilenet-v2-1.0' ? '(target ≥ 80)' : '');
     const result = await extractFeatures(backbone, items);
-    line(`${label}: extraction`, `${(items.length / result.seconds).toFixed(1)} img/s`, `${result.dim}-d`);
+    // Which builtin is the best default: frozen features + the default linear head, validation accuracy.
+    const rowsOf = (inTrain: boolean): FeatureSet => {
+      const rows = Array.from(result.itemOfRow.keys()).filter((r) => result.itemOfRow[r]! < dataset.train.length === inTrain);
+      const features = new Float32Array(rows.length * result.dim);
+      rows.forEach((r, i) => features.set(result.features.subarray(r * result.dim, (r + 1) * result.dim), i * result.dim));
+      return { features, labels: Int32Array.from(rows, (r) => items[result.itemOfRow[r]!]!.label), dim: result.dim, numClasses: 2 };
+    };
+    const validation = rowsOf(false);
+    const { head } = fitHead(rowsOf(true), validation, { head: 'linear' });
+    const p = head.predictProba(validation.features);
+    const accuracy = validation.labels.reduce((n, label, i) => n + Number((p[i * 2 + 1]! > p[i * 2]! ? 1 : 0) === label), 0) / validation.labels.length;
+    line(`${label}: extraction`, `${(items.length / result.seconds).toFixed(1)} img/s`, `${result.dim}-d, linear head val accuracy ${accuracy.toFixed(3)}`);
   }
 
   section('The same α=0.35 model through @tensorflow/tfjs (wasm backend), batch 16');
