@@ -31,7 +31,7 @@ describe('--offline and --token on every command that opens a backbone', () => {
   });
   afterAll(() => server?.close());
 
-  it('--offline: predict, eval, export and demo use the cache only, and say what is missing', async () => {
+  it('--offline: predict, eval, export, serve and demo use the cache only, and say what is missing', async () => {
     server.reset();
     const image = join(data, 'red', 'red-1.png');
     const offline = `${MOBILENET}@${commit} is not in the cache (${join(work, 'empty-hf-cache', `models--${MOBILENET.replace('/', '--')}`)}) and offline mode is on`;
@@ -39,8 +39,10 @@ describe('--offline and --token on every command that opens a backbone', () => {
       ['predict', model, image],
       ['eval', model, data],
       ['export', model, '--out', join(work, 'model.onnx')],
+      ['serve', model, '--port', '0', '--log-level', 'silent'],
     ]) {
-      const result = await runCli([...args, '--offline', '--cache-dir', join(work, 'cache'), '--quiet'], freshHubCache('empty-hf-cache'));
+      const quiet = args[0] === 'serve' ? [] : ['--quiet'];
+      const result = await runCli([...args, '--offline', '--cache-dir', join(work, 'cache'), ...quiet], freshHubCache('empty-hf-cache'));
       expect(result.code, `${args[0]}: ${result.stderr}`).toBe(5);
       expect(result.stderr).toContain(offline);
     }

@@ -3,9 +3,9 @@ import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
 import { createServer, DEFAULT_BATCHING, DEFAULT_LIMITS, type ModelToServe } from '../serve/server.js';
 import { usageError } from '../util/errors.js';
-import { cacheDirOf, integer, positiveNumber, reporterFor, type GlobalOptions } from './common.js';
+import { cacheDirOf, hubOptionsOf, integer, positiveNumber, reporterFor, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
-interface ServeCommandOptions extends GlobalOptions {
+interface ServeCommandOptions extends GlobalOptions, HubCliOptions {
   port: number;
   host: string;
   maxBatch: number;
@@ -19,7 +19,7 @@ interface ServeCommandOptions extends GlobalOptions {
 }
 
 export function serveCommand(): Command {
-  return new Command('serve')
+  return withHubOptions(new Command('serve'))
     .description('serve trained models over HTTP: POST /v1/models/<name>/predict, GET /v1/models, /healthz, /metrics')
     .argument('<models...>', 'model folders written by `headstart train`; served under their folder name, or name=folder')
     .option('-p, --port <port>', 'TCP port (0: any free one)', integer('--port'), 8080)
@@ -45,7 +45,7 @@ export function serveCommand(): Command {
       const reporter = reporterFor({ ...options, quiet: options.logLevel === 'silent' } as GlobalOptions);
       const models: ModelToServe[] = [];
       try {
-        for (const { name, folder } of named) models.push({ name, classifier: await Classifier.load(folder, { cacheDir: cacheDirOf(options), reporter }) });
+        for (const { name, folder } of named) models.push({ name, classifier: await Classifier.load(folder, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) }) });
         const server = await createServer(models, {
           logger: { level: options.logLevel },
           batching: { maxBatch: options.maxBatch, maxWaitMs: options.maxWaitMs },
