@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { SPEECH_EMBEDDING_FOLDER, makeToneFolder } from './helpers/audio.js';
 import { runCli } from './helpers/cli.js';
 import { SHARED, makeColourFolder, tempDir } from './helpers/images.js';
 
@@ -64,5 +65,44 @@ describe('headstart compare --scratch-cnn', () => {
     expect(clobber.code).toBe(2);
     expect(clobber.stderr).toContain(`error: ${notes}: refusing to write the learning-curve page here: the file exists and is not an HTML page headstart wrote`);
     expect(await readFile(notes, 'utf8')).toBe('<p>my notes</p>');
+  });
+});
+
+describe('headstart compare on text and audio data', () => {
+  let work: string;
+  beforeAll(async () => {
+    work = await tempDir('headstart-compare-modalities-');
+  });
+
+  it('text: word vectors against TF-IDF on the same seeded draws, every size scored on the same held-out texts', async () => {
+    const csv = join(work, 'moods.csv');
+    const happy = ['wonderful', 'delightful', 'great', 'lovely', 'happy', 'brilliant', 'cheerful', 'joyful', 'pleasant', 'excellent', 'superb', 'fantastic'];
+    const sad = ['terrible', 'awful', 'sad', 'painful', 'miserable', 'dreadful', 'gloomy', 'horrible', 'bitter', 'grim', 'dismal', 'tragic'];
+    const rows = [...happy.map((w) => `a ${w} day,happy`), ...sad.map((w) => `a ${w} day,sad`)];
+    await writeFile(csv, `text,label\n${rows.join('\n')}\n`);
+    const result = await runCli(['compare', csv, '--backbone', join(SHARED, 'models/glove-6b-100d-top20k'), '--sizes', '1,4', '--seeds', '3', '--cache-dir', join(work, 'cache'), '--out', join(work, 'text.html'), '--quiet', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const json = JSON.parse(result.stdout);
+    expect(json.contenders.map((c: { name: string }) => c.name)).toEqual(['pre-trained backbone', expect.stringMatching(/TF-IDF/)]);
+    for (const contender of json.contenders) {
+      expect(contender.points.map((p: { label: string }) => p.label)).toEqual(['1', '4']);
+      // Identical draws for both: the same seeds and training-set sizes.
+      for (const point of contender.points) {
+        expect(point.trainSize).toBe(Number(point.label) * 2);
+        expect(point.runs.map((r: { seed: number }) => r.seed)).toEqual([0, 1, 2]);
+      }
+    }
+    // Unseen sentiment words: only the pre-trained vectors know which side they are on.
+    const [glove, tfidf] = json.contenders.map((c: { points: { accuracy: { mean: number } }[] }) => c.points[1]!.accuracy.mean);
+    expect(glove).toBeGreaterThan(tfidf);
+  });
+
+  it('audio: the speech embedding against log-mel statistics', async () => {
+    const data = await makeToneFolder(join(work, 'tones'), [300, 500], 8);
+    const result = await runCli(['compare', data, '--task', 'audio', '--backbone', SPEECH_EMBEDDING_FOLDER, '--sizes', '1,all', '--seeds', '2', '--cache-dir', join(work, 'cache'), '--out', join(work, 'audio.html'), '--quiet', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const json = JSON.parse(result.stdout);
+    expect(json.contenders.map((c: { name: string }) => c.name)).toEqual(['pre-trained backbone', expect.stringMatching(/log-mel/)]);
+    for (const contender of json.contenders) for (const point of contender.points) expect(point.runs).toHaveLength(2);
   });
 });
