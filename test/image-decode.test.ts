@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
-import { prepareImage, toTensor } from '../src/data/image-decode.js';
+import { isSrgbProfile, prepareImage, prepareImagePixels, toTensor } from '../src/data/image-decode.js';
 import type { ImagePreprocessing } from '../src/backbones/image-preprocessing.js';
 import { makeImage, pngClaimingSize } from './helpers/images.js';
 
@@ -107,5 +107,17 @@ describe('prepareImage', () => {
     // A PNG that claims 20000×20000 pixels; only the header needs reading to refuse it.
     const header = await pngClaimingSize(20000, 20000);
     await expect(prepareImage(header, plain(4, 4), 'bomb.png')).rejects.toThrow(/bomb\.png: cannot decode image: .*pixel limit/i);
+  });
+
+  it('skips converting embedded sRGB profiles but converts others, with the pixels of a full conversion', async () => {
+    const noise = Buffer.from(Array.from({ length: 24 * 24 * 3 }, (_, i) => (i * 2654435761) >>> 24));
+    for (const [profile, srgb] of [['srgb', true], ['p3', false]] as const) {
+      const jpeg = await sharp(noise, { raw: { width: 24, height: 24, channels: 3 } }).withIccProfile(profile).jpeg({ quality: 95 }).toBuffer();
+      const { icc } = await sharp(jpeg).metadata();
+      expect(isSrgbProfile(icc!), profile).toBe(srgb);
+      // sharp's default pipeline converts any embedded profile to sRGB.
+      const converted = await sharp(jpeg).resize(16, 16, { fit: 'fill', kernel: 'nearest' }).raw().toBuffer();
+      expect(Buffer.from(await prepareImagePixels(jpeg, plain(16, 16))).equals(converted), profile).toBe(true);
+    }
   });
 });
