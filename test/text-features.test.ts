@@ -8,6 +8,7 @@ import { TfidfFeatureMap, termsOf } from '../src/backbones/text-tfidf.js';
 import { HfTokenizer, wordIds, wordTokens } from '../src/backbones/text-tokenizers.js';
 import { TransformerTextBackbone } from '../src/backbones/text-transformer.js';
 import { streamWinkJson, WordVectorBackbone, WORD_VECTOR_DEFAULTS, type WordVectorTable } from '../src/backbones/text-word-vectors.js';
+import { attr, encodeModel, OnnxGraph } from '../src/backbones/tfjs/onnx-graph.js';
 import { SHARED } from './helpers/images.js';
 import { BERT, HUB_FIXTURES, hubTempDir } from './helpers/hub-fixtures.js';
 import { startHubServer } from './helpers/hub-server.js';
@@ -253,5 +254,19 @@ describe('pooling a backbone cannot do', () => {
       kind: 'usage',
       message: expect.stringMatching(/pooling "sif" is not for transformers, which pool with mean or cls/),
     });
+  });
+});
+
+describe('a fill-mask export', () => {
+  it('is refused rather than pooling its vocabulary scores as features', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'headstart-fill-mask-'));
+    await mkdir(join(folder, 'onnx'));
+    for (const file of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt']) await cp(join(BERT_TINY, file), join(folder, file));
+    const graph = new OnnxGraph();
+    const ids = graph.addInput('input_ids', [-1, -1], 'int64');
+    const scores = graph.addNode('Unsqueeze', [graph.addNode('Cast', [ids], { to: attr.int(1) }), graph.addInt64Initializer('axes', [2])], {}, 'logits');
+    graph.outputs = [{ name: scores, shape: [-1, -1, 1] }];
+    await writeFile(join(folder, 'onnx/model.onnx'), encodeModel(graph, 'fill_mask', 'test'));
+    await expect(openTextBackbone(folder, { cacheDir: tmpdir(), threads: 1 })).rejects.toThrow(/outputs only "logits" \(vocabulary scores per token: a fill-mask export\), not token vectors/);
   });
 });

@@ -77,9 +77,17 @@ export class TransformerTextBackbone implements Backbone<string, TokenizedText> 
       throw modelError(`not a text encoder: the graph has no input_ids input (inputs: ${session.inputNames.join(', ')})`, spec.model);
     }
     const outputs = session.outputMetadata.map((m) => ({ name: m.name, rank: m.isTensor ? m.shape.length : 0 }));
+    // A masked-language-model export's rank-3 output is `logits`, vocabulary scores per token: never features.
     const chosen = spec.outputName
       ? outputs.find((o) => o.name === spec.outputName)
-      : (outputs.find((o) => o.name === 'last_hidden_state') ?? outputs.find((o) => o.rank === 3));
+      : (outputs.find((o) => o.name === 'last_hidden_state') ?? outputs.find((o) => o.rank === 3 && o.name !== 'logits'));
+    if (!chosen && !spec.outputName && outputs.some((o) => o.name === 'logits')) {
+      throw modelError(
+        `this graph outputs only "logits" (vocabulary scores per token: a fill-mask export), not token vectors; ` +
+          `use the repository's feature-extraction export (a graph with last_hidden_state), or name an output with --feature-output`,
+        spec.model,
+      );
+    }
     if (!chosen) {
       throw modelError(
         spec.outputName
