@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImagePreprocessing } from '../src/backbones/image-preprocessing.js';
 import { attr, encodeModel, OnnxGraph } from '../src/backbones/tfjs/onnx-graph.js';
 import { Classifier } from '../src/classifier/classifier.js';
+import { TextClassifier } from '../src/classifier/text-classifier.js';
+import { readTextRecords } from '../src/data/text-dataset.js';
 import { ImageClassifier } from '../src/classifier/image-classifier.js';
 import { readImageFolder } from '../src/data/image-folder.js';
 import { prepareImagePixels } from '../src/data/image-decode.js';
@@ -217,7 +219,139 @@ describe('ONNX export of other graph shapes', () => {
 
   it('says which models export when asked for another kind', async () => {
     const audioLike = { backbone: { reference: { id: 'builtin:speech-embedding' } }, manifest: { modality: 'audio' } } as unknown as Classifier;
-    await expect(exportClassifier(audioLike)).rejects.toThrow(/cannot export this audio model \(backbone builtin:speech-embedding\): export covers image models and transformer text models/);
+    await expect(exportClassifier(audioLike)).rejects.toThrow(/cannot export this audio model \(backbone builtin:speech-embedding\): export covers image models and text models/);
+  });
+});
+
+const GLOVE_20K = join(SHARED, 'models/glove-6b-100d-top20k');
+/** Known words, clitics and hyphens, unknown words only, no words at all, an empty text, a long one. */
+const PROBE_TEXTS = [
+  'FREE entry: win a £1,000 cash prize, text WIN to 80086 now!',
+  "I didn't know you'd be late -- see you at the well-known café tomorrow?",
+  'qzxwv blorptangle frumious',
+  '!!! ...',
+  '',
+  `${'call me when you get home, ok? '.repeat(150)}bye`,
+];
+
+/**
+ * What a consumer without headstart's Node code does with a word-vector or TF-IDF export: the
+ * file, onnxruntime-node (and onnxruntime-web's Node build), and headstart/web's text featuriser
+ * compiled on its own (no Node built-ins) — the code the browser runs. Prints probabilities per runtime.
+ */
+async function runTextWithoutHeadstart(work: string, webDir: string, model: string, texts: string[]): Promise<{ node: number[]; web: number[]; dims: number[] }> {
+  const script = join(work, 'plain-text-consumer.mjs');
+  await writeFile(join(work, 'texts.json'), JSON.stringify(texts));
+  await writeFile(
+    script,
+    `import { readFileSync } from 'node:fs';
+import ortNode from ${JSON.stringify(pathToFileURL(require.resolve('onnxruntime-node')).href)};
+import * as ortWeb from ${JSON.stringify(new URL('../node_modules/onnxruntime-web/dist/ort.node.min.mjs', import.meta.url).href)};
+import { parseExportMetadata, readOnnxMetadata } from ${JSON.stringify(pathToFileURL(join(webDir, 'format.js')).href)};
+import { textFeaturizer } from ${JSON.stringify(pathToFileURL(join(webDir, 'text-input.js')).href)};
+const [model, textFile] = process.argv.slice(2);
+const bytes = readFileSync(model);
+const texts = JSON.parse(readFileSync(textFile, 'utf8'));
+const feeds = textFeaturizer(parseExportMetadata(readOnnxMetadata(bytes))).feeds(texts);
+const out = {};
+for (const [name, ort] of [['node', ortNode], ['web', ortWeb]]) {
+  const session = await ort.InferenceSession.create(bytes);
+  const tensors = Object.fromEntries(Object.entries(feeds).map(([key, t]) => [key, new ort.Tensor(t.type, t.data, t.dims)]));
+  const result = await session.run(tensors);
+  const output = result[session.outputNames[0]];
+  out[name] = Array.from(output.data);
+  out.dims = output.dims;
+}
+console.log(JSON.stringify(out));
+`,
+  );
+  const { stdout } = await promisify(execFile)(process.execPath, [script, model, join(work, 'texts.json')], { maxBuffer: 1 << 24 });
+  return JSON.parse(stdout);
+}
+
+describe('ONNX export of word-vector and TF-IDF text models', () => {
+  let work: string;
+  let webDir: string;
+  let data: string;
+  let cacheDir: string;
+
+  beforeAll(async () => {
+    work = await tempDir('headstart-export-words-');
+    cacheDir = join(work, 'cache');
+    const { records } = await readTextRecords(join(SHARED, 'data/text/sms-spam/SMSSpamCollection'));
+    const quote = (text: string) => `"${text.replace(/"/g, '""')}"`;
+    data = join(work, 'sms.csv');
+    await writeFile(data, `text,label\n${records.slice(0, 400).map((r) => `${quote(r.text)},${r.label}`).join('\n')}\n`);
+    webDir = join(work, 'web');
+    await promisify(execFile)(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', new URL('../tsconfig.web.json', import.meta.url).pathname, '--outDir', webDir]);
+  });
+
+  /** Exports, checks the library's parity through ExportedModel and through a plain consumer, and returns the export. */
+  async function exportAndCompare(classifier: Classifier, name: string): Promise<ExportResult> {
+    const result = await exportClassifier(classifier);
+    expect(result.check.maxAbsDifference).toBeLessThan(1e-5);
+    const file = join(work, `${name}.onnx`);
+    await writeFile(file, result.onnx);
+    const library = await classifier.predictProbabilities(PROBE_TEXTS);
+    expect((await compareWithLibrary(classifier, result.onnx, PROBE_TEXTS)).maxAbsDifference, name).toBeLessThan(1e-5);
+    const plain = await runTextWithoutHeadstart(work, webDir, file, PROBE_TEXTS);
+    expect(plain.dims).toEqual([PROBE_TEXTS.length, classifier.labels.length]);
+    expect(maxAbsDifference(plain.node, library), name).toBeLessThan(1e-5);
+    expect(maxAbsDifference(plain.web, library), name).toBeLessThan(1e-5);
+    return result;
+  }
+
+  it('exports GloVe (SIF mean ⊕ max ⊕ min, the default) with its whole table and vocabulary: the library\'s probabilities within 1e-5', async () => {
+    const classifier = await TextClassifier.train({ data, backbone: GLOVE_20K, cacheDir });
+    try {
+      expect(classifier.manifest.backbone.preprocessing).toMatchObject({ kind: 'word-vectors', pooling: 'sif+max+min' });
+      expect(classifier.manifest.calibration?.temperature).not.toBe(1);
+      const result = await exportAndCompare(classifier, 'glove');
+      expect(result.metadata.input).toEqual({ kind: 'words', idsName: 'input_ids', maskName: 'attention_mask', padId: 0, tokenizer: 'glove-words-1', vocabularySize: 20_000 });
+      const parsed = parseExportMetadata(readOnnxMetadata(result.onnx));
+      expect(parsed.vocabulary).toHaveLength(20_000);
+      expect(parsed.vocabulary!.slice(0, 3)).toEqual(['the', ',', '.']);
+      // 20,000 × 100 float32 vectors, 20,000 SIF weights, the words and the head.
+      expect(result.onnx.byteLength).toBeGreaterThan(8_000_000);
+      expect(result.onnx.byteLength).toBeLessThan(8_400_000);
+    } finally {
+      await classifier.dispose();
+    }
+  });
+
+  it('exports the other word poolings (SIF mean L2-normalised with an MLP head, plain mean with k-NN) with the same parity', async () => {
+    for (const [pooling, options] of [['sif', { normalize: true, head: 'mlp' }], ['mean', { normalize: false, head: 'knn' }]] as const) {
+      const classifier = await TextClassifier.train({ data, backbone: GLOVE_20K, cacheDir, head: options.head, preprocessing: { pooling, normalize: options.normalize } });
+      try {
+        expect(classifier.manifest.backbone.preprocessing).toMatchObject({ pooling, normalize: options.normalize });
+        await exportAndCompare(classifier, `glove-${pooling}`);
+      } finally {
+        await classifier.dispose();
+      }
+    }
+  });
+
+  it('exports TF-IDF with its fitted state in the metadata: the library\'s probabilities within 1e-5', async () => {
+    const classifier = await TextClassifier.train({ data, backbone: 'tfidf', cacheDir, tfidf: { maxFeatures: 600 } });
+    try {
+      const result = await exportAndCompare(classifier, 'tfidf');
+      expect(result.metadata.input).toEqual({ kind: 'tfidf', name: 'tfidf', dim: 600 });
+      const parsed = parseExportMetadata(readOnnxMetadata(result.onnx));
+      expect(parsed.tfidf).toEqual(classifier.manifest.backbone.preprocessing);
+      expect(parsed.preprocessing).toEqual({ kind: 'tfidf', settings: parsed.tfidf!.settings });
+    } finally {
+      await classifier.dispose();
+    }
+  });
+
+  it('refuses a word-vector export whose tokeniser rules this headstart does not have, naming them', async () => {
+    const classifier = await TextClassifier.train({ data, backbone: GLOVE_20K, cacheDir });
+    const result = await exportClassifier(classifier).finally(() => classifier.dispose());
+    const metadata = parseExportMetadata(readOnnxMetadata(result.onnx));
+    const { textFeaturizer } = await import('../src/web/text-input.js');
+    expect(() => textFeaturizer({ ...metadata, input: { ...(metadata.input as object), tokenizer: 'glove-words-0' } as typeof metadata.input })).toThrow(
+      /exported with word tokenizer "glove-words-0"; this headstart has "glove-words-1"/,
+    );
   });
 });
 

@@ -4,6 +4,7 @@ import { Classifier } from '../classifier/classifier.js';
 import { EXPORT_FILE_GUARD } from '../export/exported-model.js';
 import { compareOnLabelled, exportClassifier, type LabelledComparison } from '../export/onnx-export.js';
 import { checkReplaceable, writeFileAtomic } from '../util/atomic.js';
+import type { ExportedInput } from '../web/format.js';
 import { cacheDirOf, emit, hubOptionsOf, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
 interface ExportCommandOptions extends GlobalOptions, HubCliOptions {
@@ -45,9 +46,7 @@ export function exportCommand(): Command {
         () =>
           [
             `${out} (${megabytes(result.onnx.byteLength)}, ${result.quantization ? 'int8 weights' : 'fp32'})`,
-            ...(input.kind === 'image'
-              ? [`  input   ${input.name}: uint8 [batch, ${input.height}, ${input.width}, 3] RGB; ${describeResize(input)}`]
-              : [`  input   ${input.idsName}, ${input.maskName}: int64 [batch, tokens] from the embedded tokenizer, at most ${input.maxLength} tokens`]),
+            `  input   ${describeInput(input)}`,
             `  output  ${output.name}: float32 [batch, ${output.classes}] probabilities of ${classifier.labels.join(', ')}`,
             `  check   max |Δp| against the library ${result.check.maxAbsDifference.toExponential(1)} on ${result.check.inputs} probe ${result.metadata.input.kind === 'image' ? 'images' : 'texts'}`,
             ...(result.quantization
@@ -70,6 +69,19 @@ export function exportCommand(): Command {
 
 function megabytes(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+function describeInput(input: ExportedInput): string {
+  switch (input.kind) {
+    case 'image':
+      return `${input.name}: uint8 [batch, ${input.height}, ${input.width}, 3] RGB; ${describeResize(input)}`;
+    case 'text':
+      return `${input.idsName}, ${input.maskName}: int64 [batch, tokens] from the embedded tokenizer, at most ${input.maxLength} tokens`;
+    case 'words':
+      return `${input.idsName}, ${input.maskName}: int64 [batch, words] from headstart's word tokeniser over the embedded vocabulary (${input.vocabularySize} words)`;
+    case 'tfidf':
+      return `${input.name}: float32 [batch, ${input.dim}] TF-IDF rows from the embedded fitted state`;
+  }
 }
 
 function describeResize(input: { resize: string; shortestEdge?: number; width: number; height: number; interpolation: string }): string {

@@ -3,6 +3,7 @@ import { createSession, ort } from '../backbones/onnx-session.js';
 import type { ReplaceGuard } from '../util/atomic.js';
 import { dataError, modelError, messageOf } from '../util/errors.js';
 import { METADATA_KEYS, padTokenIds, parseExportMetadata, readOnnxMetadata, type ExportMetadata } from '../web/format.js';
+import { textFeaturizer, type TextFeaturizer } from '../web/text-input.js';
 
 /** Whether `path` is an ONNX file headstart exported (its metadata_props carry `headstart.format`). */
 export async function isExportedModelFile(path: string): Promise<boolean> {
@@ -22,25 +23,29 @@ export const EXPORT_FILE_GUARD: ReplaceGuard = {
 };
 
 /**
- * An exported classifier run with onnxruntime-node, fed as any consumer would feed it (pixels, or
- * token ids): used by the export's own checks and its accuracy comparison.
+ * An exported classifier run with onnxruntime-node, fed as any consumer would feed it (pixels,
+ * token ids, or for word-vector and TF-IDF exports texts featurised from the file's metadata): used
+ * by the export's own checks and its accuracy comparison.
  */
 export class ExportedModel {
   private constructor(
     private readonly session: ort.InferenceSession,
     readonly metadata: ExportMetadata,
+    private readonly featurizer: TextFeaturizer | undefined,
   ) {}
 
   static async load(model: string | Uint8Array, threads?: number): Promise<ExportedModel> {
     const origin = typeof model === 'string' ? model : 'exported model';
     const bytes = typeof model === 'string' ? await readFile(model) : model;
     let metadata: ExportMetadata;
+    let featurizer: TextFeaturizer | undefined;
     try {
       metadata = parseExportMetadata(readOnnxMetadata(bytes));
+      featurizer = textFeaturizer(metadata);
     } catch (error) {
       throw modelError(messageOf(error), origin, error);
     }
-    return new ExportedModel(await createSession(bytes, origin, threads), metadata);
+    return new ExportedModel(await createSession(bytes, origin, threads), metadata, featurizer);
   }
 
   get labels(): string[] {
@@ -50,7 +55,7 @@ export class ExportedModel {
   /** Probabilities (batch × classes) for uint8 RGB images already at the input size (HWC). */
   async probabilities(images: Uint8Array[]): Promise<Float32Array> {
     const input = this.metadata.input;
-    if (input.kind !== 'image') throw modelError('this export takes token ids, not pixels');
+    if (input.kind !== 'image') throw modelError('this export takes text, not pixels');
     const { width, height, name } = input;
     const size = width * height * 3;
     const batch = new Uint8Array(images.length * size);
@@ -64,10 +69,17 @@ export class ExportedModel {
   /** Probabilities for token id sequences (special tokens included), padded here. */
   async probabilitiesOfTokens(sequences: number[][]): Promise<Float32Array> {
     const input = this.metadata.input;
-    if (input.kind !== 'text') throw modelError('this export takes pixels, not token ids');
+    if (input.kind !== 'text') throw modelError(`this export takes ${input.kind === 'image' ? 'pixels' : 'texts'}, not transformer token ids`);
     const { ids, mask, length } = padTokenIds(sequences, input.padId);
     const dims = [sequences.length, length];
     return this.run({ [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) });
+  }
+
+  /** Probabilities for texts, featurised as the file's metadata says (word-vector and TF-IDF exports). */
+  async probabilitiesOfTexts(texts: string[]): Promise<Float32Array> {
+    if (!this.featurizer) throw modelError(`this export takes ${this.metadata.input.kind === 'image' ? 'pixels' : 'token ids from its tokenizer'}, not texts`);
+    const feeds = Object.fromEntries(Object.entries(this.featurizer.feeds(texts)).map(([name, t]) => [name, new ort.Tensor(t.type, t.data, t.dims)]));
+    return this.run(feeds);
   }
 
   private async run(feeds: Record<string, ort.Tensor>): Promise<Float32Array> {

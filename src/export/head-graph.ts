@@ -13,6 +13,7 @@ import { modelError } from '../util/errors.js';
 
 /** ONNX data type numbers used by Cast. */
 const FLOAT = 1;
+const BOOL = 9;
 
 /** Every ONNX operator emitted here exists in this form from opset 13; reductions switch form at 13/18. */
 export const MIN_EXPORT_OPSET = 13;
@@ -47,7 +48,7 @@ export class HeadGraphBuilder {
   }
 
   /** ReduceX over `axes`; the axes moved from an attribute to an input (ReduceSum at 13, the others at 18). */
-  private reduce(op: 'ReduceMean' | 'ReduceSum' | 'ReduceSumSquare', input: string, axes: number[], keepdims: boolean, hint: string): string {
+  private reduce(op: 'ReduceMean' | 'ReduceSum' | 'ReduceSumSquare' | 'ReduceMax' | 'ReduceMin', input: string, axes: number[], keepdims: boolean, hint: string): string {
     const axesAsInput = op === 'ReduceSum' ? this.opset >= 13 : this.opset >= 18;
     const keep = { keepdims: attr.int(keepdims ? 1 : 0) };
     return axesAsInput
@@ -104,6 +105,36 @@ export class HeadGraphBuilder {
     }
     const features = this.node('Flatten', [pooled], 'text_features', { axis: attr.int(1) });
     return normalize ? this.unitRows(features) : features;
+  }
+
+  /**
+   * Word ids [batch, words] (padded, `mask` 1 on real words) → one row per text, as
+   * WordVectorBackbone pools: the word vectors come from `table` (an initializer, V × dim) by
+   * Gather; `weights` (V, the SIF weights) scale them, and the sum is divided by the word count, not
+   * the weights' sum (poolWordVectors); `withExtremes` appends the element-wise max and min over
+   * the real words (padding masked to ∓∞). A text without words pools to zeros in every part, as
+   * in the library. Then optionally L2-normalised.
+   */
+  poolWords(ids: string, mask: string, table: Float32Array, dim: number, weights: Float32Array | undefined, withExtremes: boolean, normalize: boolean): string {
+    const vectors = this.node('Gather', [this.floats('word_vectors', [table.length / dim, dim], table), ids], 'word_vectors_of_text', { axis: attr.int(0) });
+    const present = this.node('Cast', [mask], 'word_mask_float', { to: attr.int(FLOAT) });
+    const scale = weights ? this.node('Mul', [this.node('Gather', [this.floats('sif_weights', [weights.length], weights), ids], 'word_weights', { axis: attr.int(0) }), present], 'masked_word_weights') : present;
+    const weighted = this.node('Mul', [vectors, this.node('Unsqueeze', [scale, this.int64s('word_axis', [2])], 'word_weights_3d')], 'weighted_words');
+    const sums = this.reduce('ReduceSum', weighted, [1], false, 'word_sums');
+    const counts = this.reduce('ReduceSum', present, [1], true, 'word_counts');
+    // max(count, 1): an empty text's sum is already zero.
+    const mean = this.node('Div', [sums, this.node('Max', [counts, this.scalar('one_word', 1)], 'word_counts_floor')], 'mean_words');
+    let pooled = mean;
+    if (withExtremes) {
+      const real = this.node('Cast', [this.node('Unsqueeze', [mask, this.int64s('mask_word_axis', [2])], 'word_mask_3d')], 'word_mask_bool', { to: attr.int(BOOL) });
+      const hasWords = this.node('Greater', [counts, this.scalar('no_words', 0)], 'has_words');
+      const extreme = (op: 'ReduceMax' | 'ReduceMin', fill: number, hint: string) => {
+        const masked = this.node('Where', [real, vectors, this.scalar(`${hint}_padding`, fill)], `${hint}_candidates`);
+        return this.node('Where', [hasWords, this.reduce(op, masked, [1], false, `${hint}_words_raw`), this.scalar(`${hint}_empty`, 0)], `${hint}_words`);
+      };
+      pooled = this.node('Concat', [mean, extreme('ReduceMax', -Infinity, 'max'), extreme('ReduceMin', Infinity, 'min')], 'pooled_words', { axis: attr.int(1) });
+    }
+    return normalize ? this.unitRows(pooled) : pooled;
   }
 
   /**

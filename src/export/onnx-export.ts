@@ -16,9 +16,12 @@ import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import sharp from 'sharp';
 import { ImageBackbone } from '../backbones/image-backbone.js';
+import { sifWeights } from '../backbones/text-pooling.js';
+import type { TfidfBackbone } from '../backbones/text-tfidf.js';
 import type { TransformerTextBackbone } from '../backbones/text-transformer.js';
+import type { WordVectorBackbone } from '../backbones/text-word-vectors.js';
 import type { Pooling } from '../backbones/onnx-session.js';
-import { encodeModel, OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
+import { encodeModel, OnnxGraph, OPSET_VERSION } from '../backbones/tfjs/onnx-graph.js';
 import type { Classifier } from '../classifier/classifier.js';
 import type { LabelledItem } from '../data/dataset.js';
 import { prepareImagePixels } from '../data/image-decode.js';
@@ -63,13 +66,21 @@ export async function exportClassifier(classifier: Classifier, options: ExportOp
   const backbone = classifier.backbone;
   if (backbone instanceof ImageBackbone) return exportImageClassifier(classifier, backbone, options);
   // Text code loads only for text models, as the modality adapters do.
-  const { TransformerTextBackbone } = await import('../backbones/text-transformer.js');
-  if (backbone instanceof TransformerTextBackbone) return exportTextClassifier(classifier, backbone, options);
+  if (classifier.manifest.modality === 'text') {
+    const [{ TransformerTextBackbone }, { WordVectorBackbone }, { TfidfBackbone }] = await Promise.all([
+      import('../backbones/text-transformer.js'),
+      import('../backbones/text-word-vectors.js'),
+      import('../backbones/text-tfidf.js'),
+    ]);
+    if (backbone instanceof TransformerTextBackbone) return exportTextClassifier(classifier, backbone, options);
+    if (backbone instanceof WordVectorBackbone) return exportWordVectorClassifier(classifier, backbone, options);
+    if (backbone instanceof TfidfBackbone) return exportTfidfClassifier(classifier, backbone, options);
+  }
   throw modelError(
     `cannot export this ${classifier.manifest.modality} model (backbone ${backbone.reference.id}): export covers image models and ` +
-      `transformer text models, whose backbone is one ONNX graph and whose tokenizer (tokenizer.json) any runtime can apply. ` +
-      `Word-vector and TF-IDF text backbones and the audio backbones prepare inputs with headstart's own code ` +
-      `(its word tokeniser, resampling, windowing), which the file alone could not reproduce`,
+      `text models (transformers, word vectors, TF-IDF), whose input preparation is either in the graph or in headstart/web. ` +
+      `The audio backbones prepare inputs with headstart's Node code (WAV decoding, resampling, windowing), ` +
+      `which neither the file nor headstart/web carries`,
   );
 }
 
@@ -97,6 +108,15 @@ async function readBackboneGraph(source: string | Uint8Array, origin: string): P
   const initializerNames = new Set((graph.initializer ?? []).map((tensor) => tensor.name));
   const taken = namesIn(graph);
   return { model, graph, opset, inputs: (graph.input ?? []).filter((input) => !initializerNames.has(input.name)), taken, prefix: freePrefix(taken) };
+}
+
+/**
+ * A backbone with no graph (word vectors, TF-IDF): everything the file computes is added by the
+ * export, in the opset the export's own graphs are written in.
+ */
+function noBackboneGraph(): BackboneGraph {
+  const model = onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: OPSET_VERSION }], graph: { node: [], initializer: [], input: [], output: [] } });
+  return { model, graph: model.graph!, opset: OPSET_VERSION, inputs: [], taken: new Set(), prefix: 'headstart/' };
 }
 
 /**
@@ -165,7 +185,7 @@ async function finish(
   ];
   model.producerName = 'headstart';
   model.producerVersion = VERSION;
-  const takes = metadata.input.kind === 'image' ? 'uint8 RGB pixels' : 'token ids and attention mask';
+  const takes = { image: 'uint8 RGB pixels', text: 'token ids and attention mask', words: 'word ids and mask', tfidf: 'TF-IDF rows' }[metadata.input.kind];
   model.docString = `headstart ${metadata.modality} classifier (${classifier.labels.join(', ')}) on ${classifier.backbone.reference.id}: ${takes} in, probabilities out`;
   const bytes = onnx.ModelProto.encode(model).finish();
 
@@ -258,12 +278,71 @@ async function exportTextClassifier(classifier: Classifier, backbone: Transforme
   return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, spec.model);
 }
 
-/** Texts for the export's self-check: short, long (truncated), accented, empty of letters. */
+/**
+ * A word-vector classifier: the file takes word ids and a mask and holds the whole vector table
+ * (and the SIF weights), so any text gets the library's features — a table cut to the training
+ * words would drop the words first seen in use. The vocabulary goes into the metadata and
+ * consumers tokenise with headstart's own word tokeniser (src/web/word-tokens.ts).
+ */
+async function exportWordVectorClassifier(classifier: Classifier, backbone: WordVectorBackbone, options: ExportOptions): Promise<ExportResult> {
+  const { table, preprocessing } = backbone;
+  const graph = noBackboneGraph();
+  const added = new OnnxGraph();
+  const builder = new HeadGraphBuilder(added, graph.opset, graph.prefix);
+  const idsName = added.addInput('input_ids', [-1, -1]);
+  const maskName = added.addInput('attention_mask', [-1, -1]);
+  const weights = preprocessing.pooling === 'mean' ? undefined : sifWeights(table.words.length, preprocessing.sifA);
+  const features = builder.poolWords(idsName, maskName, table.vectors, table.dim, weights, preprocessing.pooling === 'sif+max+min', preprocessing.normalize);
+  const tokenInfo = (name: string) => tensorInfo(name, onnx.TensorProto.DataType.INT64, ['batch', 'words']);
+  const { outputName, quantization } = assemble(graph, added, builder, 0, features, classifier, [tokenInfo(idsName), tokenInfo(maskName)], options);
+  const metadata: ExportMetadata = {
+    format: EXPORT_FORMAT_VERSION,
+    modality: 'text',
+    labels: classifier.labels,
+    input: { kind: 'words', idsName, maskName, padId: 0, tokenizer: preprocessing.tokenizer, vocabularySize: table.words.length },
+    output: { name: outputName, kind: 'probabilities', classes: classifier.labels.length },
+    preprocessing,
+    provenance: provenanceOf(classifier, quantization),
+    vocabulary: table.words,
+  };
+  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, table.origin);
+}
+
+/**
+ * A TF-IDF classifier: the graph is the head alone, on the dense TF-IDF row; the fitted state
+ * (settings, terms, idf) goes into the metadata and consumers compute the row with the library's
+ * featuriser (src/web/tfidf.ts).
+ */
+async function exportTfidfClassifier(classifier: Classifier, backbone: TfidfBackbone, options: ExportOptions): Promise<ExportResult> {
+  const { state } = backbone.map;
+  const graph = noBackboneGraph();
+  const added = new OnnxGraph();
+  const builder = new HeadGraphBuilder(added, graph.opset, graph.prefix);
+  const name = added.addInput('tfidf', [-1, state.terms.length]);
+  const inputs = [tensorInfo(name, onnx.TensorProto.DataType.FLOAT, ['batch', state.terms.length])];
+  const { outputName, quantization } = assemble(graph, added, builder, 0, name, classifier, inputs, options);
+  const metadata: ExportMetadata = {
+    format: EXPORT_FORMAT_VERSION,
+    modality: 'text',
+    labels: classifier.labels,
+    input: { kind: 'tfidf', name, dim: state.terms.length },
+    output: { name: outputName, kind: 'probabilities', classes: classifier.labels.length },
+    // The state itself is under headstart.tfidf; once is enough.
+    preprocessing: { kind: 'tfidf', settings: state.settings },
+    provenance: provenanceOf(classifier, quantization),
+    tfidf: state,
+  };
+  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, 'tfidf');
+}
+
+/** Texts for the export's self-check: short, long (truncated), accented, empty of letters, unknown words, empty. */
 const PROBE_TEXTS = [
   'A short sentence.',
   'The quick brown fox jumps over the lazy dog, again and again, until the dog finally gets up and leaves. '.repeat(12),
   'Café déjà vu — naïve résumé',
   '1234 !!! ???',
+  'qzxwv blorptangle frumious',
+  '',
 ];
 
 /** Runs the exported file and the library on the same inputs (image bytes, or texts) and compares probabilities. */
@@ -278,21 +357,36 @@ export async function compareWithLibrary(classifier: Classifier, exported: Uint8
   }
 }
 
-/** What the exported model is fed for one input, prepared as the library prepares it: decoded pixels, or token ids. */
-async function prepareForExport(classifier: Classifier, input: Uint8Array | string): Promise<Uint8Array | number[]> {
+/**
+ * What the exported model is fed for one input, prepared as the library prepares it: decoded
+ * pixels, or token ids; word-vector and TF-IDF exports take the text itself, featurised from the
+ * file's metadata as a consumer would (so the check covers the embedded vocabulary / state too).
+ */
+async function prepareForExport(classifier: Classifier, model: ExportedModel, input: Uint8Array | string): Promise<Uint8Array | number[] | string> {
   if (classifier.backbone instanceof ImageBackbone) {
     if (typeof input === 'string') throw modelError('an image export compares on image bytes, not paths or texts');
     return prepareImagePixels(input, classifier.backbone.preprocessing);
   }
+  if (model.metadata.input.kind !== 'text') {
+    if (typeof input !== 'string') throw modelError('a text export compares on texts');
+    return input;
+  }
   return ((await classifier.backbone.prepare(input)) as { ids: number[] }).ids;
 }
 
-async function runExported(model: ExportedModel, prepared: (Uint8Array | number[])[]): Promise<Float32Array> {
-  return model.metadata.input.kind === 'text' ? model.probabilitiesOfTokens(prepared as number[][]) : model.probabilities(prepared as Uint8Array[]);
+async function runExported(model: ExportedModel, prepared: (Uint8Array | number[] | string)[]): Promise<Float32Array> {
+  switch (model.metadata.input.kind) {
+    case 'image':
+      return model.probabilities(prepared as Uint8Array[]);
+    case 'text':
+      return model.probabilitiesOfTokens(prepared as number[][]);
+    default:
+      return model.probabilitiesOfTexts(prepared as string[]);
+  }
 }
 
 async function exportedProbabilities(model: ExportedModel, classifier: Classifier, inputs: (Uint8Array | string)[]): Promise<Float32Array> {
-  return runExported(model, await Promise.all(inputs.map((input) => prepareForExport(classifier, input))));
+  return runExported(model, await Promise.all(inputs.map((input) => prepareForExport(classifier, model, input))));
 }
 
 export interface LabelledComparison extends ExportComparison {
@@ -329,7 +423,7 @@ export async function compareOnLabelled(
         batch.map(async (item) => {
           try {
             const input = await item.load();
-            return { item, input, prepared: await prepareForExport(classifier, input) };
+            return { item, input, prepared: await prepareForExport(classifier, model, input) };
           } catch {
             // Unreadable or undecodable: skipped on both sides.
             skipped++;

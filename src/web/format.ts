@@ -5,9 +5,17 @@
  *
  * Every export returns `float32 [batch, classes]` probabilities. An image export takes
  * `uint8 [batch, height, width, 3]` RGB pixels; scaling and normalisation happen inside the graph, so
- * a consumer only resizes/crops (`cropBox`) and reads the pixels out, in any language. A text export
- * takes int64 token ids and attention mask from the tokenizer it embeds.
+ * a consumer only resizes/crops (`cropBox`) and reads the pixels out, in any language. Text exports
+ * take one of three inputs, by the backbone they were trained on (`ExportedInput.kind`):
+ *  - `text` (transformers): int64 token ids and attention mask from the tokenizer.json it embeds;
+ *  - `words` (word vectors such as GloVe): int64 word ids and mask from headstart's word tokeniser
+ *    (`word-tokens.ts`) over the vocabulary in `headstart.vocabulary`; the graph holds the vector
+ *    table and pools (SIF mean, max, min) as training did;
+ *  - `tfidf`: the dense float32 TF-IDF row that `tfidf.ts` computes from the fitted state in
+ *    `headstart.tfidf`; the graph is the head alone.
+ * `text-input.ts` turns texts into the `words` and `tfidf` inputs for any runtime.
  */
+import type { TfidfState } from './tfidf.js';
 
 export const EXPORT_FORMAT_VERSION = 1;
 
@@ -27,8 +35,16 @@ export const METADATA_KEYS = {
   preprocessing: 'headstart.preprocessing',
   /** JSON Provenance: where the model came from. */
   provenance: 'headstart.provenance',
-  /** Text models: JSON { tokenizer: <tokenizer.json>, config: <tokenizer_config.json> }. */
+  /** Transformer text models: JSON { tokenizer: <tokenizer.json>, config: <tokenizer_config.json> }. */
   tokenizer: 'headstart.tokenizer',
+  /**
+   * Word-vector text models: the vocabulary as plain text, one word per line, line i holding the
+   * word of row i of the vector table (a word listed twice keeps its first id). Not JSON: GloVe's
+   * 341,479 words are 3 MB as lines, a third more with quotes and commas; no word has a newline.
+   */
+  vocabulary: 'headstart.vocabulary',
+  /** TF-IDF text models: JSON TfidfState (n-gram settings, terms in feature order, idf). */
+  tfidf: 'headstart.tfidf',
 } as const;
 
 /** The geometry of getting from a photo to the graph's input size (see `cropBox`). */
@@ -66,7 +82,30 @@ export interface ExportedTextInput {
   suffix: number[];
 }
 
-export type ExportedInput = ExportedImageInput | ExportedTextInput;
+/**
+ * A word-vector export takes word ids and a mask (int64 [batch, tokens], padded with `padId` and
+ * 0): `wordIds` of the text over the vocabulary, unknown words already dropped; a text without
+ * known words is a row of padding, which the graph pools to zeros as the library does.
+ */
+export interface ExportedWordsInput {
+  kind: 'words';
+  idsName: string;
+  maskName: string;
+  padId: number;
+  /** The word tokeniser's rules (`WORD_TOKENIZER_VERSION`); a consumer with other rules must refuse the file. */
+  tokenizer: string;
+  /** Rows of the vector table, and lines of `headstart.vocabulary`. */
+  vocabularySize: number;
+}
+
+/** A TF-IDF export takes float32 [batch, dim] rows, `TfidfVectorizer.transform` of each text. */
+export interface ExportedTfidfInput {
+  kind: 'tfidf';
+  name: string;
+  dim: number;
+}
+
+export type ExportedInput = ExportedImageInput | ExportedTextInput | ExportedWordsInput | ExportedTfidfInput;
 
 /** The tokenizer a text export embeds (Hugging Face tokenizer.json and tokenizer_config.json). */
 export interface EmbeddedTokenizer {
@@ -101,8 +140,12 @@ export interface ExportMetadata {
   output: ExportedOutput;
   preprocessing: unknown;
   provenance: Provenance | null;
-  /** Text exports only. */
+  /** Transformer text exports only. */
   tokenizer?: EmbeddedTokenizer;
+  /** Word-vector exports only: word i has id i. */
+  vocabulary?: string[];
+  /** TF-IDF exports only. */
+  tfidf?: TfidfState;
 }
 
 /** The metadata an export carries, as `metadata_props` key/value strings. */
@@ -116,7 +159,15 @@ export function metadataProps(metadata: ExportMetadata): Record<string, string> 
     [METADATA_KEYS.preprocessing]: JSON.stringify(metadata.preprocessing),
     [METADATA_KEYS.provenance]: JSON.stringify(metadata.provenance),
     ...(metadata.tokenizer ? { [METADATA_KEYS.tokenizer]: JSON.stringify(metadata.tokenizer) } : {}),
+    ...(metadata.vocabulary ? { [METADATA_KEYS.vocabulary]: vocabularyText(metadata.vocabulary) } : {}),
+    ...(metadata.tfidf ? { [METADATA_KEYS.tfidf]: JSON.stringify(metadata.tfidf) } : {}),
   };
+}
+
+function vocabularyText(words: string[]): string {
+  const bad = words.findIndex((word) => word.includes('\n'));
+  if (bad >= 0) throw new Error(`word ${bad} of the vocabulary contains a newline, which "${METADATA_KEYS.vocabulary}" cannot hold`);
+  return words.join('\n');
 }
 
 /** Reads and checks the metadata of a headstart export; the error says what is missing. */
@@ -138,8 +189,19 @@ export function parseExportMetadata(props: Record<string, string>): ExportMetada
   const labels = json(METADATA_KEYS.labels);
   if (!Array.isArray(labels) || !labels.every((label) => typeof label === 'string')) throw new Error(`"${METADATA_KEYS.labels}" is not a list of strings`);
   const input = json(METADATA_KEYS.input) as ExportedInput;
-  if (input?.kind !== 'image' && input?.kind !== 'text') throw new Error(`unsupported input kind ${JSON.stringify((input as { kind?: unknown })?.kind)} (this version reads image and text exports)`);
+  if (!['image', 'text', 'words', 'tfidf'].includes(input?.kind)) {
+    throw new Error(`unsupported input kind ${JSON.stringify((input as { kind?: unknown })?.kind)} (this version reads image, text, words and tfidf exports)`);
+  }
   if (input.kind === 'text' && props[METADATA_KEYS.tokenizer] === undefined) throw new Error(`text export without "${METADATA_KEYS.tokenizer}" metadata`);
+  let vocabulary: string[] | undefined;
+  if (input.kind === 'words') {
+    const text = props[METADATA_KEYS.vocabulary];
+    if (text === undefined) throw new Error(`word-vector export without "${METADATA_KEYS.vocabulary}" metadata`);
+    vocabulary = text.split('\n');
+    if (vocabulary.length !== input.vocabularySize) throw new Error(`"${METADATA_KEYS.vocabulary}" lists ${vocabulary.length} words; the input says ${input.vocabularySize}`);
+  }
+  const tfidf = input.kind === 'tfidf' ? (json(METADATA_KEYS.tfidf) as TfidfState) : undefined;
+  if (tfidf && tfidf.terms?.length !== (input as ExportedTfidfInput).dim) throw new Error(`"${METADATA_KEYS.tfidf}" has ${tfidf.terms?.length} terms; the input takes ${(input as ExportedTfidfInput).dim}`);
   return {
     format,
     modality: props[METADATA_KEYS.modality] as ExportMetadata['modality'],
@@ -149,6 +211,8 @@ export function parseExportMetadata(props: Record<string, string>): ExportMetada
     preprocessing: props[METADATA_KEYS.preprocessing] === undefined ? null : json(METADATA_KEYS.preprocessing),
     provenance: props[METADATA_KEYS.provenance] === undefined ? null : (json(METADATA_KEYS.provenance) as Provenance | null),
     ...(input.kind === 'text' ? { tokenizer: json(METADATA_KEYS.tokenizer) as EmbeddedTokenizer } : {}),
+    ...(vocabulary ? { vocabulary } : {}),
+    ...(tfidf ? { tfidf } : {}),
   };
 }
 
@@ -186,16 +250,16 @@ export function cropBox(
 }
 
 /** Token id rows padded to the longest with `padId`, and their attention mask: the two int64 inputs of a text export. */
-export function padTokenIds(rows: number[][], padId: number): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
+export function padTokenIds(rows: ArrayLike<number>[], padId: number): { ids: BigInt64Array; mask: BigInt64Array; length: number } {
   const length = Math.max(1, ...rows.map((row) => row.length));
   const ids = new BigInt64Array(rows.length * length).fill(BigInt(padId));
   const mask = new BigInt64Array(rows.length * length);
-  rows.forEach((row, r) =>
-    row.forEach((id, t) => {
-      ids[r * length + t] = BigInt(id);
+  rows.forEach((row, r) => {
+    for (let t = 0; t < row.length; t++) {
+      ids[r * length + t] = BigInt(row[t]!);
       mask[r * length + t] = 1n;
-    }),
-  );
+    }
+  });
   return { ids, mask, length };
 }
 

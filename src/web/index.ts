@@ -9,8 +9,10 @@
  * Images are cropped and resized on a canvas with the geometry recorded in the file (as training
  * did), flattened onto white and read out as RGB bytes; the graph does the rest. Canvas resampling
  * is not libvips', so probabilities differ from Node's in the last digits; the top label agrees.
- * Text models are tokenised with the tokenizer embedded in the file, by @huggingface/tokenizers
- * (pure JS, loaded only for text models), exactly as in training.
+ * Transformer text models are tokenised with the tokenizer embedded in the file, by
+ * @huggingface/tokenizers (pure JS, loaded only for them), exactly as in training; word-vector and
+ * TF-IDF models with headstart's own word tokeniser / TF-IDF featuriser (`text-input.ts`, the code
+ * the library trains with) over the vocabulary or fitted state in the file.
  */
 import * as ort from 'onnxruntime-web';
 import {
@@ -25,10 +27,11 @@ import {
   type ExportedTextInput,
   type Prediction,
 } from './format.js';
+import { textFeaturizer, type TextFeaturizer } from './text-input.js';
 
 export { env } from 'onnxruntime-web';
 export { cropBox, parseExportMetadata, readOnnxMetadata, topPredictions, METADATA_KEYS } from './format.js';
-export type { ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedOutput, Prediction, Provenance } from './format.js';
+export type { ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedWordsInput, ExportedTfidfInput, ExportedOutput, Prediction, Provenance } from './format.js';
 
 /** Anything a browser can draw, a Blob (a file from an <input>), or the URL of an image (for text models: the text). */
 export type ImageSource =
@@ -54,8 +57,9 @@ export async function loadClassifier(model: string | URL | ArrayBuffer | Uint8Ar
     model instanceof Uint8Array ? model : model instanceof ArrayBuffer ? new Uint8Array(model) : new Uint8Array(await (await fetchOk(model)).arrayBuffer());
   const metadata = parseExportMetadata(readOnnxMetadata(bytes));
   const tokenizer = metadata.input.kind === 'text' ? await TextTokenizer.create(metadata.tokenizer!, metadata.input) : undefined;
+  const featurizer = textFeaturizer(metadata);
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', ...options.sessionOptions });
-  return new WebClassifier(session, metadata, tokenizer);
+  return new WebClassifier(session, metadata, tokenizer, featurizer);
 }
 
 /** The training tokenisation, from the embedded tokenizer.json: tokens cut to fit, framed by the special ids. */
@@ -87,8 +91,10 @@ export class WebClassifier {
   constructor(
     private readonly session: ort.InferenceSession,
     readonly metadata: ExportMetadata,
-    /** Text models only. */
+    /** Transformer text models only. */
     readonly tokenizer?: TextTokenizer,
+    /** Word-vector and TF-IDF text models only. */
+    private readonly featurizer?: TextFeaturizer,
   ) {}
 
   get labels(): string[] {
@@ -110,13 +116,12 @@ export class WebClassifier {
   /** Class probabilities, inputs × classes, row-major. */
   async probabilities(inputs: ImageSource[]): Promise<Float32Array> {
     const input = this.metadata.input;
-    if (input.kind === 'text') {
-      return this.probabilitiesOfTokens(
-        inputs.map((text) => {
-          if (typeof text !== 'string') throw new Error('a text model classifies strings');
-          return this.tokenizer!.encode(text);
-        }),
-      );
+    if (input.kind !== 'image') {
+      const texts = inputs.map((text) => {
+        if (typeof text !== 'string') throw new Error('a text model classifies strings');
+        return text;
+      });
+      return input.kind === 'text' ? this.probabilitiesOfTokens(texts.map((text) => this.tokenizer!.encode(text))) : this.probabilitiesOfTexts(texts);
     }
     return this.probabilitiesOfPixels(await Promise.all(inputs.map((image) => imagePixels(image, input))));
   }
@@ -137,10 +142,17 @@ export class WebClassifier {
   /** Probabilities for token id sequences (special tokens included), padded here. */
   async probabilitiesOfTokens(sequences: number[][]): Promise<Float32Array> {
     const input = this.metadata.input;
-    if (input.kind !== 'text') throw new Error('this model takes images, not token ids');
+    if (input.kind !== 'text') throw new Error(`this model takes ${input.kind === 'image' ? 'images' : 'texts'}, not transformer token ids`);
     const { ids, mask, length } = padTokenIds(sequences, input.padId);
     const dims = [sequences.length, length];
     return this.run({ [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) });
+  }
+
+  /** Probabilities for texts of a word-vector or TF-IDF model, featurised from the file's metadata. */
+  async probabilitiesOfTexts(texts: string[]): Promise<Float32Array> {
+    if (!this.featurizer) throw new Error(`this model takes ${this.metadata.input.kind === 'image' ? 'images' : 'token ids from its tokenizer'}, not featurised texts`);
+    const feeds = Object.fromEntries(Object.entries(this.featurizer.feeds(texts)).map(([name, t]) => [name, new ort.Tensor(t.type, t.data, t.dims)]));
+    return this.run(feeds);
   }
 
   private async run(feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
