@@ -390,6 +390,26 @@ describe('pullModel: errors and retries', () => {
     expect(error.kind).toBe('network');
     expect(error.message).toMatch(/resolving test-org\/mobilenet-v2-random@main: .*ECONNREFUSED.*gave up after 2 attempts/);
   });
+
+  it('uses a cached branch, with a warning, when the Hub cannot be reached; an answer from the Hub still counts', async () => {
+    const first = await pull(MOBILENET);
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const reporter = recordingReporter();
+    const again = await pullModel(MOBILENET, { endpoint: `http://127.0.0.1:${closed}`, cacheDir, reporter });
+    expect(again).toEqual(first);
+    expect(reporter.lines.filter((l) => l.startsWith('warn:'))).toEqual([
+      expect.stringMatching(new RegExp(`ECONNREFUSED.*; using the cached ${MOBILENET}@main \\(commit ${first.commit.slice(0, 12)}\\), which may be out of date$`)),
+    ]);
+    // A refusal from the Hub itself is not a reason to fall back.
+    server.faults.requireToken = 'needed';
+    const denied = await rejection(pull(MOBILENET));
+    expect(denied.message).toMatch(/authentication required/);
+  });
 });
 
 describe('pullModel: locks', () => {

@@ -112,6 +112,12 @@ export async function withRetries<T>(attempt: (attemptNumber: number) => Promise
   }
 }
 
+/** Whether a failure given up on was the connection (refused, reset, no such host), not an answer from the Hub. */
+export function isConnectionFailure(error: unknown): boolean {
+  const cause = error instanceof HeadstartError ? error.cause : error;
+  return isTransientNetworkError(cause) || isUnreachable(cause);
+}
+
 /** A host that does not resolve: not worth retrying, but the same advice applies. */
 function isUnreachable(error: unknown): boolean {
   for (let e: any = error; e; e = e.cause) if (e.code === 'ENOTFOUND') return true;

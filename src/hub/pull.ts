@@ -6,7 +6,7 @@ import { RepoCache, checkRepoPath, hubCacheDir } from './cache.js';
 import { catalogEntryForRepo } from './catalog.js';
 import { ensureBlob, formatBytes, type RemoteFile } from './download.js';
 import { filesForModel, MissingWeightsError, type OnnxDtype } from './files.js';
-import { DEFAULT_ENDPOINT, DEFAULT_RETRIES, hubError, withRetries, type RequestContext } from './http.js';
+import { DEFAULT_ENDPOINT, DEFAULT_RETRIES, hubError, isConnectionFailure, withRetries, type RequestContext } from './http.js';
 import { checkRepoId, checkRevision, DEFAULT_REVISION, isCommitHash } from './reference.js';
 
 export interface PullOptions {
@@ -48,7 +48,8 @@ export interface PulledModel {
  *
  * Requests made:
  * - revision pinned to a commit whose snapshot is complete, or offline: none;
- * - a branch or tag whose snapshot is complete: one (the revision API, to learn the commit it points to now);
+ * - a branch or tag whose snapshot is complete: one (the revision API, to learn the commit it points to now;
+ *   if the Hub cannot be reached, the cached commit is used with a warning);
  * - otherwise: the revision API (unless pinned to a commit), the tree listing, and one download per missing
  *   blob (a redirect to the CDN and the CDN's answer for large files).
  */
@@ -82,9 +83,18 @@ export async function pullModel(repo: string, options: PullOptions = {}): Promis
 
   let commit = revision;
   if (!isCommitHash(revision)) {
-    const info = await retrying(`resolving ${repo}@${revision}`, () =>
-      modelInfo({ ...hubParams, name: repo, revision, additionalFields: ['sha', 'filePaths'] }),
-    );
+    // A branch already in the cache stays usable when the Hub cannot be reached, as with huggingface_hub:
+    // one attempt to learn whether it moved, then the cached commit, with a warning.
+    const cachedCommit = await cache.readRef(revision);
+    const cached = cachedCommit ? await fromSnapshot(cache, cachedCommit, select) : undefined;
+    const resolve = () => modelInfo({ ...hubParams, name: repo, revision, additionalFields: ['sha', 'filePaths'] });
+    const label = `resolving ${repo}@${revision}`;
+    const info = await (cached && 'pulled' in cached ? withRetries(resolve, { retries: 0, reporter, label }) : retrying(label, resolve)).catch((error: unknown) => {
+      if (!(cached && 'pulled' in cached && isConnectionFailure(error))) throw error;
+      reporter.warn(`${messageOf(error)}; using the cached ${repo}@${revision} (commit ${cachedCommit!.slice(0, 12)}), which may be out of date`);
+      return undefined;
+    });
+    if (!info) return { repo, revision, commit: cachedCommit!, ...(cached as { pulled: Omit<PulledModel, 'repo' | 'revision' | 'commit'> }).pulled };
     if (!info.sha || !isCommitHash(info.sha)) throw new HeadstartError('network', `the Hub gave no commit for ${repo}@${revision}`);
     commit = info.sha;
     if (info.filePaths) {
