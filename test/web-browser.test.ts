@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImagePreprocessing } from '../src/backbones/image-preprocessing.js';
 import { Classifier } from '../src/classifier/classifier.js';
 import { ImageClassifier } from '../src/classifier/image-classifier.js';
+import { TextClassifier } from '../src/classifier/text-classifier.js';
 import { readImageFolder } from '../src/data/image-folder.js';
 import { prepareImagePixels } from '../src/data/image-decode.js';
 import { exportClassifier } from '../src/export/onnx-export.js';
@@ -18,6 +19,7 @@ import { HYMENOPTERA, SHARED, tempDir } from './helpers/images.js';
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
 const BERT_TINY = join(SHARED, 'models/bert-tiny-random');
+const GLOVE_20K = join(SHARED, 'models/glove-6b-100d-top20k');
 const REVIEWS = [
   ['great movie, loved it', 'pos'],
   ['wonderful acting and a fine story', 'pos'],
@@ -34,6 +36,8 @@ const REVIEWS = [
 ];
 /** Texts the page classifies: accents, punctuation, and one long enough to be truncated. */
 const TEXTS = ['Loved it!', 'Une œuvre déjà culte, naïve et drôle', 'dull', `${'a very long review that goes on '.repeat(120)}the end`];
+/** For the word-vector and TF-IDF models also unknown words only, clitics and hyphens, and no words at all. */
+const WORD_TEXTS = [...TEXTS, 'qzxwv blorptangle frumious', "didn't like the well-known ending", '?!'];
 const CHROMIUM = '/usr/bin/chromium';
 const TYPES: Record<string, string> = {
   '.html': 'text/html',
@@ -79,6 +83,8 @@ describe.skipIf(!existsSync(CHROMIUM))('headstart/web in headless Chromium', () 
   let classifier: ImageClassifier;
   let textClassifier: Classifier;
   let textProbabilities: Float32Array;
+  /** Word-vector (GloVe folder) and TF-IDF models: Node's probabilities for WORD_TEXTS. */
+  const wordModels: { name: string; labels: string[]; probabilities: Float32Array }[] = [];
   let browser: Browser;
   let server: Server;
   let origin: string;
@@ -111,6 +117,15 @@ describe.skipIf(!existsSync(CHROMIUM))('headstart/web in headless Chromium', () 
     textClassifier = await Classifier.train({ task: 'text', data: join(work, 'reviews.csv'), backbone: BERT_TINY, cacheDir: join(work, 'cache') });
     await writeFile(join(work, 'text.onnx'), (await exportClassifier(textClassifier)).onnx);
     textProbabilities = await textClassifier.predictProbabilities(TEXTS);
+    for (const [name, backbone] of [['glove', GLOVE_20K], ['tfidf', 'tfidf']] as const) {
+      const model = await TextClassifier.train({ data: join(work, 'reviews.csv'), backbone, cacheDir: join(work, 'cache') });
+      try {
+        await writeFile(join(work, `${name}.onnx`), (await exportClassifier(model)).onnx);
+        wordModels.push({ name, labels: model.labels, probabilities: await model.predictProbabilities(WORD_TEXTS) });
+      } finally {
+        await model.dispose();
+      }
+    }
 
     ({ server, origin } = await staticServer({
       '/examples/web/': join(ROOT, 'examples/web'),
@@ -225,5 +240,23 @@ describe.skipIf(!existsSync(CHROMIUM))('headstart/web in headless Chromium', () 
       }
     });
     await page.close();
+  });
+
+  it('tokenises with headstart\'s own word tokeniser (GloVe folder) and TF-IDF featuriser: Node\'s top-1, probabilities within 1e-5', async () => {
+    const query = WORD_TEXTS.map((text) => `&text=${encodeURIComponent(text)}`).join('');
+    for (const { name, labels, probabilities } of wordModels) {
+      const { page, errors } = await openExample(query, `/models/${name}.onnx`);
+      await page.waitForFunction('["done", "error"].includes(document.body.dataset.state)', undefined, { timeout: 60_000 });
+      expect(await page.evaluate('document.body.dataset.state'), name).toBe('done');
+      expect(errors).toEqual([]);
+      const results = (await page.evaluate('window.headstartResults')) as PageResult[];
+      expect(results.map((r) => r.name)).toEqual(WORD_TEXTS);
+      results.forEach((result, i) => {
+        const row = Array.from(probabilities.subarray(i * labels.length, (i + 1) * labels.length));
+        expect(result.predictions[0]!.label, `${name}: ${WORD_TEXTS[i]}`).toBe(labels[row.indexOf(Math.max(...row))]);
+        for (const { label, probability } of result.predictions) expect(Math.abs(probability - row[labels.indexOf(label)]!)).toBeLessThan(1e-5);
+      });
+      await page.close();
+    }
   });
 });
