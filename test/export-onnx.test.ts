@@ -282,6 +282,7 @@ describe('ONNX export of word-vector and TF-IDF text models', () => {
     const quote = (text: string) => `"${text.replace(/"/g, '""')}"`;
     data = join(work, 'sms.csv');
     await writeFile(data, `text,label\n${records.slice(0, 400).map((r) => `${quote(r.text)},${r.label}`).join('\n')}\n`);
+    await writeFile(join(work, 'held-out.csv'), `text,label\n${records.slice(400, 700).map((r) => `${quote(r.text)},${r.label}`).join('\n')}\n`);
     webDir = join(work, 'web');
     await promisify(execFile)(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', new URL('../tsconfig.web.json', import.meta.url).pathname, '--outDir', webDir]);
   });
@@ -314,6 +315,26 @@ describe('ONNX export of word-vector and TF-IDF text models', () => {
       // 20,000 × 100 float32 vectors, 20,000 SIF weights, the words and the head.
       expect(result.onnx.byteLength).toBeGreaterThan(8_000_000);
       expect(result.onnx.byteLength).toBeLessThan(8_400_000);
+    } finally {
+      await classifier.dispose();
+    }
+  });
+
+  it('stores the vector table as int8 rows with --quantize int8 (3.5× smaller), dequantising only the gathered rows', async () => {
+    const classifier = await TextClassifier.train({ data, backbone: GLOVE_20K, cacheDir });
+    try {
+      const fp32 = await exportClassifier(classifier);
+      const int8 = await exportClassifier(classifier, { quantize: 'int8' });
+      expect(int8.quantization).toMatchObject({ tensors: 1, floatBytes: 8_000_000, int8Bytes: 2_080_000 });
+      expect(int8.onnx.byteLength).toBeLessThan(fp32.onnx.byteLength / 3.5);
+      const { items } = await classifier.adapter.readLabelled(join(work, 'held-out.csv'), classifier.labels);
+      const comparison = await compareOnLabelled(classifier, int8.onnx, items);
+      expect(comparison.inputs).toBe(300);
+      expect(comparison.top1Agreement).toBeGreaterThanOrEqual(0.99);
+      expect(comparison.maxAbsDifference).toBeLessThan(0.05);
+      await writeFile(join(work, 'glove.int8.onnx'), int8.onnx);
+      const plain = await runTextWithoutHeadstart(work, webDir, join(work, 'glove.int8.onnx'), PROBE_TEXTS);
+      expect(maxAbsDifference(plain.node, plain.web)).toBeLessThan(1e-5);
     } finally {
       await classifier.dispose();
     }

@@ -10,6 +10,11 @@
  * accuracy, and onnxruntime's ConvInteger kernel takes only uint8 weights. Per-channel rather than
  * per-tensor scales: depthwise filters differ in range by orders of magnitude, and one scale for all
  * of them rounds the small ones to zero.
+ *
+ * Embedding tables (a float initializer that a Gather on axis 0 reads: word vectors, a transformer's
+ * token embeddings) are the exception: dequantising a whole 136 MB GloVe table on every run would
+ * cost more than the model. They are stored as int8 with one scale per row, the Gather reads the
+ * int8 rows, and only the gathered rows are turned back into floats (Cast, then Mul by their scales).
  */
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
@@ -27,7 +32,7 @@ export interface QuantizationReport {
   int8Bytes: number;
 }
 
-export const INT8_SCHEME = 'int8 weights, per-output-channel symmetric scales, DequantizeLinear (activations stay float32)';
+export const INT8_SCHEME = 'int8 weights, per-output-channel symmetric scales, DequantizeLinear (activations stay float32); embedding tables per row, dequantised after the Gather';
 
 /** Weights smaller than this stay float: biases and tiny kernels save nothing and lose accuracy. */
 const MIN_ELEMENTS = 1024;
@@ -82,12 +87,69 @@ export function quantizeWeights(graph: OnnxTypes.IGraphProto): QuantizationRepor
     report.floatBytes += values.length * 4;
     report.int8Bytes += values.length + scales.length * 5;
   }
+  const rewritten = quantizeEmbeddingTables(nodes, initializers, axes, fresh, report);
   graph.initializer = [...initializers.values()];
   // Old-style graphs list initializers as inputs too; a dequantised weight is no longer one.
-  graph.input = (graph.input ?? []).filter((input) => !dequantizers.some((node) => node.output![0] === input.name));
+  const replaced = new Set([...dequantizers.map((node) => node.output![0]), ...rewritten.tables]);
+  graph.input = (graph.input ?? []).filter((input) => !replaced.has(input.name!));
   // Dequantizers read only initializers, so they can all go first and the order stays topological.
-  graph.node = [...dequantizers, ...nodes];
+  graph.node = [...dequantizers, ...rewritten.nodes];
   return report;
+}
+
+/**
+ * Tables read only by Gathers on axis 0 → int8 rows and a [rows, 1] scale table; each Gather then
+ * reads both with the same indices and multiplies, so its output keeps its name, shape and (up to
+ * rounding) values. Returns the node list with those rewrites in place, and the tables replaced.
+ */
+function quantizeEmbeddingTables(
+  nodes: OnnxTypes.INodeProto[],
+  initializers: Map<string, OnnxTypes.ITensorProto>,
+  quantizedElsewhere: Map<string, number | null>,
+  fresh: (hint: string) => string,
+  report: QuantizationReport,
+): { nodes: OnnxTypes.INodeProto[]; tables: string[] } {
+  const isRowGather = (node: OnnxTypes.INodeProto) => node.opType === 'Gather' && Number(node.attribute?.find((a) => a.name === 'axis')?.i ?? 0) === 0;
+  const readers = new Map<string, OnnxTypes.INodeProto[]>();
+  for (const node of nodes) for (const name of node.input ?? []) if (initializers.has(name)) readers.set(name, [...(readers.get(name) ?? []), node]);
+  const tables = new Map<string, { quantized: string; scales: string }>();
+  for (const [name, users] of readers) {
+    const tensor = initializers.get(name)!;
+    if (quantizedElsewhere.has(name) || tensor.dims?.length !== 2 || !users.every((node) => isRowGather(node) && node.input![0] === name && node.input![1] !== name)) continue;
+    const values = floatsOf(tensor);
+    if (!values || values.length < MIN_ELEMENTS) continue;
+    const dims = tensor.dims.map(Number);
+    const { quantized, scales } = quantizeSymmetric(values, dims, 0);
+    const quantizedName = fresh(`${name}_quantized`);
+    const scaleName = fresh(`${name}_row_scale`);
+    initializers.delete(name);
+    initializers.set(quantizedName, { name: quantizedName, dims, dataType: INT8, rawData: new Uint8Array(quantized.buffer) });
+    initializers.set(scaleName, { name: scaleName, dims: [dims[0]!, 1], dataType: FLOAT, rawData: new Uint8Array(scales.buffer) });
+    tables.set(name, { quantized: quantizedName, scales: scaleName });
+    report.tensors++;
+    report.floatBytes += values.length * 4;
+    report.int8Bytes += values.length + scales.length * 4;
+  }
+  const out: OnnxTypes.INodeProto[] = [];
+  for (const node of nodes) {
+    const table = isRowGather(node) ? tables.get(node.input![0]!) : undefined;
+    if (!table) {
+      out.push(node);
+      continue;
+    }
+    const [, indices] = node.input!;
+    const output = node.output![0]!;
+    const rows = fresh(`${output}_int8`);
+    const rowsFloat = fresh(`${output}_int8_float`);
+    const rowScales = fresh(`${output}_row_scale`);
+    out.push(
+      { ...node, input: [table.quantized, indices!], output: [rows] },
+      { name: fresh(`${output}/Cast`), opType: 'Cast', input: [rows], output: [rowsFloat], attribute: [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }] },
+      { name: fresh(`${output}/GatherScale`), opType: 'Gather', input: [table.scales, indices!], output: [rowScales], attribute: [{ name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 }] },
+      { name: fresh(`${output}/Dequantize`), opType: 'Mul', input: [rowsFloat, rowScales], output: [output], attribute: [] },
+    );
+  }
+  return { nodes: out, tables: [...tables.keys()] };
 }
 
 /** The output-channel axis of a node's weight (input 1), or undefined for nodes whose weights stay float. */

@@ -31,6 +31,8 @@ import { textFeaturizer, type TextFeaturizer } from './text-input.js';
 
 export { env } from 'onnxruntime-web';
 export { cropBox, parseExportMetadata, readOnnxMetadata, topPredictions, METADATA_KEYS } from './format.js';
+// Pure JS, for consumers that run the file with another runtime (onnxruntime-node, say) but need headstart's text featurisation.
+export { textFeaturizer, type PlainTensor, type TextFeaturizer } from './text-input.js';
 export type { ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedWordsInput, ExportedTfidfInput, ExportedOutput, Prediction, Provenance } from './format.js';
 
 /** Anything a browser can draw, a Blob (a file from an <input>), or the URL of an image (for text models: the text). */
