@@ -21,7 +21,7 @@ import type { TfidfBackbone } from '../backbones/text-tfidf.js';
 import type { TransformerTextBackbone } from '../backbones/text-transformer.js';
 import type { WordVectorBackbone } from '../backbones/text-word-vectors.js';
 import type { Pooling } from '../backbones/onnx-session.js';
-import { encodeModel, OnnxGraph, OPSET_VERSION } from '../backbones/tfjs/onnx-graph.js';
+import { encodeModel, IR_VERSION, OnnxGraph, OPSET_VERSION } from '../backbones/tfjs/onnx-graph.js';
 import type { Classifier } from '../classifier/classifier.js';
 import type { LabelledItem } from '../data/dataset.js';
 import { prepareImagePixels } from '../data/image-decode.js';
@@ -115,7 +115,7 @@ async function readBackboneGraph(source: string | Uint8Array, origin: string): P
  * export, in the opset the export's own graphs are written in.
  */
 function noBackboneGraph(): BackboneGraph {
-  const model = onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: OPSET_VERSION }], graph: { node: [], initializer: [], input: [], output: [] } });
+  const model = onnx.ModelProto.create({ irVersion: IR_VERSION, opsetImport: [{ domain: '', version: OPSET_VERSION }], graph: { node: [], initializer: [], input: [], output: [] } });
   return { model, graph: model.graph!, opset: OPSET_VERSION, inputs: [], taken: new Set(), prefix: 'headstart/' };
 }
 

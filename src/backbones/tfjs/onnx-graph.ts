@@ -12,7 +12,7 @@ const { onnx } = onnxProto;
 
 /** Opset 17: every op we emit exists with its modern signature and onnxruntime 1.30 fuses them. */
 export const OPSET_VERSION = 17;
-const IR_VERSION = 8;
+export const IR_VERSION = 8;
 
 export type TensorDtype = 'float32' | 'float64' | 'int64' | 'int32' | 'bool';
 
