@@ -315,6 +315,13 @@ describe('ONNX export of word-vector and TF-IDF text models', () => {
       // 20,000 × 100 float32 vectors, 20,000 SIF weights, the words and the head.
       expect(result.onnx.byteLength).toBeGreaterThan(8_000_000);
       expect(result.onnx.byteLength).toBeLessThan(8_400_000);
+      // And from the command line, on the saved model folder.
+      const modelDir = join(work, 'glove-model');
+      await classifier.save(modelDir, { report: false });
+      const cli = await runCli(['export', modelDir, '--out', join(work, 'glove-cli.onnx'), '--evaluate', join(work, 'held-out.csv'), '--cache-dir', cacheDir, '--quiet']);
+      expect(cli.code, cli.stderr).toBe(0);
+      expect(cli.stdout).toMatch(/input {3}input_ids, attention_mask: int64 \[batch, words\] from headstart's word tokeniser over the embedded vocabulary \(20000 words\)/);
+      expect(cli.stdout).toMatch(/held-out\.csv \(300 texts\): accuracy (\S+) library, \1 exported \(drop 0\.000\); same top-1 on 100\.0 %/);
     } finally {
       await classifier.dispose();
     }
