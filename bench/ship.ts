@@ -88,13 +88,25 @@ async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** Counts the CPU the server and this process (the load generator) use over a run. */
-async function cpuMeter(server: Running): Promise<() => Promise<{ serverCores: number; clientCores: number }>> {
-  const [server0, client0, started] = [await cpuSeconds(server.child.pid!), process.cpuUsage(), performance.now()];
+/** CPU seconds the whole machine has been busy (all cores), from /proc/stat. */
+async function machineBusySeconds(): Promise<number> {
+  const ticks = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return (ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!) / 100;
+}
+
+/**
+ * Counts the CPU the server and this process (the load generator) use over a run, and what the
+ * rest of the machine took meanwhile: on a shared machine, a run with `others` above ~0.1 core
+ * was disturbed.
+ */
+async function cpuMeter(server: Running): Promise<() => Promise<{ serverCores: number; clientCores: number; otherCores: number }>> {
+  const [server0, client0, busy0, started] = [await cpuSeconds(server.child.pid!), process.cpuUsage(), await machineBusySeconds(), performance.now()];
   return async () => {
     const seconds = (performance.now() - started) / 1000;
     const client = process.cpuUsage(client0);
-    return { serverCores: ((await cpuSeconds(server.child.pid!)) - server0) / seconds, clientCores: (client.user + client.system) / 1e6 / seconds };
+    const serverCores = ((await cpuSeconds(server.child.pid!)) - server0) / seconds;
+    const clientCores = (client.user + client.system) / 1e6 / seconds;
+    return { serverCores, clientCores, otherCores: Math.max(0, ((await machineBusySeconds()) - busy0) / seconds - serverCores - clientCores) };
   };
 }
 
@@ -108,6 +120,8 @@ interface LoadResult {
   /** Cores busy in the server process and in the load generator (this process), on average. */
   serverCores: number;
   clientCores: number;
+  /** Cores busy in other processes: interference from whatever else runs on the machine. */
+  otherCores: number;
 }
 
 /** autocannon for a fixed time, bodies cycling through the photos; samples the server's RSS meanwhile. */
@@ -292,25 +306,29 @@ async function measure(work: string): Promise<void> {
   const photos = [...dataset.train, ...dataset.validation];
   // The better of two runs: the reference the server is held to should not be a slow outlier.
   let offlineRate = 0;
-  let offlineCpu = 0;
+  let offlineNote = '';
   for (let run = 0; run < 2; run++) {
-    const cpu0 = process.cpuUsage();
+    const [cpu0, busy0] = [process.cpuUsage(), await machineBusySeconds()];
     const offline = await extractFeatures(classifier.backbone, photos);
     const cpu = process.cpuUsage(cpu0);
+    const [own, all] = [(cpu.user + cpu.system) / 1e6, (await machineBusySeconds()) - busy0];
     if (photos.length / offline.seconds > offlineRate) {
       offlineRate = photos.length / offline.seconds;
-      offlineCpu = (cpu.user + cpu.system) / 1000 / photos.length;
+      offlineNote = `${((own * 1000) / photos.length).toFixed(1)} ms CPU per image, others ${Math.max(0, (all - own) / offline.seconds).toFixed(2)} cores`;
     }
   }
   await classifier.dispose();
-  line('offline feature extraction (decode + forward, batch 16)', `${offlineRate.toFixed(1)} img/s`, `the reference for batching; ${offlineCpu.toFixed(1)} ms CPU per image`);
+  line('offline feature extraction (decode + forward, batch 16)', `${offlineRate.toFixed(1)} img/s`, `the reference for batching; ${offlineNote}`);
   const bodies = await Promise.all(photos.map(async (item) => Buffer.from((await item.load()) as Uint8Array)));
 
-  // CPU columns: cores busy on average (of 2) in the server and in this process, the load generator.
-  console.log(`${'concurrency'.padEnd(14)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'max RSS MB'.padStart(12)}${'non-2xx'.padStart(9)}${'server CPU'.padStart(12)}${'client CPU'.padStart(12)}`);
+  // CPU columns: cores busy on average (of 2) in the server, in this process (the load generator)
+  // and in any other process (another job on a shared machine disturbs the run).
+  console.log(
+    `${'concurrency'.padEnd(14)}${'req/s'.padStart(10)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}${'max RSS MB'.padStart(12)}${'non-2xx'.padStart(9)}${'server CPU'.padStart(12)}${'client CPU'.padStart(12)}${'others'.padStart(8)}`,
+  );
   const row = (label: string, r: LoadResult, note = '') =>
     console.log(
-      `${label.padEnd(14)}${r.throughput.toFixed(1).padStart(10)}${r.p50.toFixed(1).padStart(10)}${r.p99.toFixed(1).padStart(10)}${r.maxRss.toFixed(0).padStart(12)}${String(r.non2xx + r.errors).padStart(9)}${r.serverCores.toFixed(2).padStart(12)}${r.clientCores.toFixed(2).padStart(12)}  ${note}`,
+      `${label.padEnd(14)}${r.throughput.toFixed(1).padStart(10)}${r.p50.toFixed(1).padStart(10)}${r.p99.toFixed(1).padStart(10)}${r.maxRss.toFixed(0).padStart(12)}${String(r.non2xx + r.errors).padStart(9)}${r.serverCores.toFixed(2).padStart(12)}${r.clientCores.toFixed(2).padStart(12)}${r.otherCores.toFixed(2).padStart(8)}  ${note}`,
     );
   const results: Record<number, LoadResult> = {};
   await withServer(model, cacheDir, [], async (server) => {
