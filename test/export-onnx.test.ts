@@ -10,6 +10,7 @@ import { attr, encodeModel, OnnxGraph } from '../src/backbones/tfjs/onnx-graph.j
 import { Classifier } from '../src/classifier/classifier.js';
 import { TextClassifier } from '../src/classifier/text-classifier.js';
 import { readTextRecords } from '../src/data/text-dataset.js';
+import { decodeAudio } from '../src/data/audio-decode.js';
 import { ImageClassifier } from '../src/classifier/image-classifier.js';
 import { readImageFolder } from '../src/data/image-folder.js';
 import { prepareImagePixels } from '../src/data/image-decode.js';
@@ -17,6 +18,7 @@ import { compareOnLabelled, compareWithLibrary, exportClassifier, type ExportRes
 import { quantizeSymmetric } from '../src/export/quantize.js';
 import { parseExportMetadata, readOnnxMetadata } from '../src/web/format.js';
 import { runCli } from './helpers/cli.js';
+import { FSDD, makeToneFolder, SPEECH_EMBEDDING_FOLDER } from './helpers/audio.js';
 import { HYMENOPTERA, SHARED, makeColourFolder, tempDir } from './helpers/images.js';
 
 const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
@@ -218,8 +220,10 @@ describe('ONNX export of other graph shapes', () => {
   });
 
   it('says which models export when asked for another kind', async () => {
-    const audioLike = { backbone: { reference: { id: 'builtin:speech-embedding' } }, manifest: { modality: 'audio' } } as unknown as Classifier;
-    await expect(exportClassifier(audioLike)).rejects.toThrow(/cannot export this audio model \(backbone builtin:speech-embedding\): export covers image models and text models/);
+    const whisperLike = { backbone: { reference: { id: 'hf:openai/whisper-tiny' } }, manifest: { modality: 'audio' } } as unknown as Classifier;
+    await expect(exportClassifier(whisperLike)).rejects.toThrow(
+      /cannot export this audio model \(backbone hf:openai\/whisper-tiny\): export covers image models, text models \(transformers, word vectors, TF-IDF\) and audio models on the speech-embedding backbone/,
+    );
   });
 });
 
@@ -380,6 +384,63 @@ describe('ONNX export of word-vector and TF-IDF text models', () => {
     expect(() => textFeaturizer({ ...metadata, input: { ...(metadata.input as object), tokenizer: 'glove-words-0' } as typeof metadata.input })).toThrow(
       /exported with word tokenizer "glove-words-0"; this headstart has "glove-words-1"/,
     );
+  });
+});
+
+/** onnxruntime-node and onnxruntime-web (Node build) on an audio export, one clip per run, nothing else. */
+async function runAudioWithoutHeadstart(work: string, model: string, clips: Float32Array[]): Promise<{ node: number[]; web: number[] }> {
+  const script = join(work, 'plain-audio-consumer.mjs');
+  await writeFile(join(work, 'clips.json'), JSON.stringify(clips.map((clip) => Array.from(clip))));
+  await writeFile(
+    script,
+    `import { readFileSync } from 'node:fs';
+import ortNode from ${JSON.stringify(pathToFileURL(require.resolve('onnxruntime-node')).href)};
+import * as ortWeb from ${JSON.stringify(new URL('../node_modules/onnxruntime-web/dist/ort.node.min.mjs', import.meta.url).href)};
+const [model, clipFile] = process.argv.slice(2);
+const bytes = readFileSync(model);
+const clips = JSON.parse(readFileSync(clipFile, 'utf8'));
+const out = {};
+for (const [name, ort] of [['node', ortNode], ['web', ortWeb]]) {
+  const session = await ort.InferenceSession.create(bytes);
+  out[name] = [];
+  for (const clip of clips) {
+    const result = await session.run({ [session.inputNames[0]]: new ort.Tensor('float32', Float32Array.from(clip), [1, clip.length]) });
+    out[name].push(...result[session.outputNames[0]].data);
+  }
+}
+console.log(JSON.stringify(out));
+`,
+  );
+  const { stdout } = await promisify(execFile)(process.execPath, [script, model, join(work, 'clips.json')], { maxBuffer: 1 << 26 });
+  return JSON.parse(stdout);
+}
+
+describe('ONNX export of an audio model (speech embedding: mel graph, windows, embedding graph, pooling in one file)', () => {
+  it('gives the library\'s probabilities within 1e-5 on clips shorter than one STFT frame, than a window, and of seconds, at 8 and 16 kHz', async () => {
+    const work = await tempDir('headstart-export-audio-');
+    const data = await makeToneFolder(join(work, 'tones'), [300, 1000, 3000], 6, 8000);
+    // Spoken digits as well as tones, at their own 8 kHz (resampled by the library, as a consumer would).
+    const clips = await Promise.all((await readdir(FSDD)).filter((f) => f.endsWith('.wav')).slice(0, 4).map((f) => readFile(join(FSDD, f))));
+    for (const pooling of ['mean', 'mean-max'] as const) {
+      const classifier = await Classifier.train({ task: 'audio', data, backbone: SPEECH_EMBEDDING_FOLDER, cacheDir: join(work, 'cache'), backboneOptions: { preprocessing: { pooling } as object } });
+      try {
+        expect(classifier.manifest.backbone.preprocessing).toMatchObject({ frontEnd: 'speech-embedding', pooling });
+        const result = await exportClassifier(classifier);
+        expect(result.metadata.input).toMatchObject({ kind: 'audio', name: 'samples', sampleRate: 16_000, batch: 1 });
+        expect(result.check.maxAbsDifference, pooling).toBeLessThan(1e-5);
+        const comparison = await compareWithLibrary(classifier, result.onnx, clips);
+        expect(comparison.maxAbsDifference, pooling).toBeLessThan(1e-5);
+        // Plain onnxruntime-node and -web, fed the library's 16 kHz samples, one clip per run.
+        await writeFile(join(work, `${pooling}.onnx`), result.onnx);
+        const samples = clips.map((clip) => decodeAudio(clip, 16_000));
+        const plain = await runAudioWithoutHeadstart(work, join(work, `${pooling}.onnx`), samples);
+        const library = await classifier.predictProbabilities(clips);
+        expect(maxAbsDifference(plain.node, library), pooling).toBeLessThan(1e-5);
+        expect(maxAbsDifference(plain.web, library), pooling).toBeLessThan(1e-5);
+      } finally {
+        await classifier.dispose();
+      }
+    }
   });
 });
 

@@ -75,8 +75,13 @@ export class SpeechEmbeddingBackbone implements Backbone<Uint8Array, SpeechWindo
     readonly preprocessing: SpeechEmbeddingPreprocessing,
     private readonly mel: ort.InferenceSession,
     private readonly embedding: ort.InferenceSession,
-    private readonly embeddingOrigin: string,
+    /** The two graphs' files: `headstart export` merges them into one. */
+    readonly spec: SpeechEmbeddingSpec,
   ) {}
+
+  private get embeddingOrigin(): string {
+    return this.spec.embeddingModel;
+  }
 
   static async open(spec: SpeechEmbeddingSpec, threads?: number): Promise<SpeechEmbeddingBackbone> {
     const mel = await createSession(spec.melModel, spec.melModel, threads);
@@ -105,7 +110,7 @@ export class SpeechEmbeddingBackbone implements Backbone<Uint8Array, SpeechWindo
       padding: 'per-band minimum',
       pooling,
     };
-    const backbone = new SpeechEmbeddingBackbone(reference, preprocessing, mel, embedding, spec.embeddingModel);
+    const backbone = new SpeechEmbeddingBackbone(reference, preprocessing, mel, embedding, spec);
     try {
       // A short silent clip through both graphs checks their shapes and warms them up.
       await backbone.forward([backbone.windowsOf(await backbone.melFrames(new Float32Array(SPEECH_EMBEDDING.fftSize)))]);

@@ -81,6 +81,8 @@ function describeInput(input: ExportedInput): string {
       return `${input.idsName}, ${input.maskName}: int64 [batch, words] from headstart's word tokeniser over the embedded vocabulary (${input.vocabularySize} words)`;
     case 'tfidf':
       return `${input.name}: float32 [batch, ${input.dim}] TF-IDF rows from the embedded fitted state`;
+    case 'audio':
+      return `${input.name}: float32 [1, samples] one mono clip at ${input.sampleRate} Hz in [-1, 1]`;
   }
 }
 

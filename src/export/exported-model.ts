@@ -75,6 +75,16 @@ export class ExportedModel {
     return this.run({ [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) });
   }
 
+  /** Probabilities for mono clips at the export's sample rate, samples in [-1, 1]: one run per clip (the graph takes one). */
+  async probabilitiesOfSamples(clips: Float32Array[]): Promise<Float32Array> {
+    const input = this.metadata.input;
+    if (input.kind !== 'audio') throw modelError(`this export takes ${input.kind === 'image' ? 'pixels' : 'text'}, not audio samples`);
+    const classes = this.metadata.output.classes;
+    const out = new Float32Array(clips.length * classes);
+    for (const [i, clip] of clips.entries()) out.set(await this.run({ [input.name]: new ort.Tensor('float32', clip, [1, clip.length]) }), i * classes);
+    return out;
+  }
+
   /** Probabilities for texts, featurised as the file's metadata says (word-vector and TF-IDF exports). */
   async probabilitiesOfTexts(texts: string[]): Promise<Float32Array> {
     if (!this.featurizer) throw modelError(`this export takes ${this.metadata.input.kind === 'image' ? 'pixels' : 'token ids from its tokenizer'}, not texts`);

@@ -138,6 +138,59 @@ export class HeadGraphBuilder {
   }
 
   /**
+   * 16 kHz samples [1, n] in [-1, 1] → what the speech-embedding mel graph takes, as
+   * SpeechEmbeddingBackbone.melFrames prepares it: int16 scale, completed with zeros to at least
+   * one STFT frame.
+   */
+  samplesToMelInput(samples: string, int16Scale: number, minSamples: number): string {
+    const scaled = this.node('Mul', [samples, this.scalar('int16_scale', int16Scale)], 'samples_int16_scale');
+    const length = this.node('Gather', [this.node('Shape', [samples], 'samples_shape'), this.int64s('sample_axis', [1])], 'sample_count', { axis: attr.int(0) });
+    const missing = this.node('Max', [this.node('Sub', [this.int64s('min_samples', [minSamples]), length], 'samples_short'), this.int64s('zero', [0])], 'samples_missing');
+    const pads = this.node('Concat', [this.int64s('no_padding', [0, 0, 0]), missing], 'sample_pads', { axis: attr.int(0) });
+    return this.node('Pad', [scaled, pads], 'samples_padded');
+  }
+
+  /**
+   * The mel graph's output (one clip) → the embedding graph's input, as
+   * SpeechEmbeddingBackbone.windowsOf lays it out: frames rescaled (x / divisor + offset), centred
+   * on a canvas of max(frames, window) + 2 × edge frames filled with the clip's per-band minimum,
+   * and every `hop`-th window of `window` frames cut from it: [windows, window, bands, 1].
+   */
+  speechWindows(mel: string, c: { melBands: number; melDivisor: number; melOffset: number; windowFrames: number; hopFrames: number; edgeFrames: number }): string {
+    const frames = this.node('Reshape', [mel, this.int64s('mel_rows', [-1, c.melBands])], 'mel_frames_raw');
+    const scaled = this.node('Add', [this.node('Div', [frames, this.scalar('mel_divisor', c.melDivisor)], 'mel_divided'), this.scalar('mel_offset', c.melOffset)], 'mel_frames');
+    const floor = this.reduce('ReduceMin', scaled, [0], true, 'mel_floor');
+    const count = this.node('Gather', [this.node('Shape', [scaled], 'mel_shape'), this.int64s('frame_axis', [0])], 'frame_count', { axis: attr.int(0) });
+    const canvasFrames = this.node('Add', [this.node('Max', [count, this.int64s('window_frames', [c.windowFrames])], 'frames_or_window'), this.int64s('edges', [2 * c.edgeFrames])], 'canvas_frames');
+    const spare = this.node('Sub', [canvasFrames, count], 'spare_frames');
+    const start = this.node('Div', [spare, this.int64s('two', [2])], 'frames_before');
+    const end = this.node('Sub', [spare, start], 'frames_after');
+    const bands = this.int64s('bands', [c.melBands]);
+    const fill = (rows: string, hint: string) => this.node('Expand', [floor, this.node('Concat', [rows, bands], `${hint}_shape`, { axis: attr.int(0) })], hint);
+    const canvas = this.node('Concat', [fill(start, 'floor_before'), scaled, fill(end, 'floor_after')], 'mel_canvas', { axis: attr.int(0) });
+    const windows = this.node(
+      'Add',
+      [this.node('Div', [this.node('Sub', [canvasFrames, this.int64s('window_frames_again', [c.windowFrames])], 'canvas_spare'), this.int64s('hop', [c.hopFrames])], 'last_window'), this.int64s('one', [1])],
+      'window_count',
+    );
+    const scalar = (hint: string, value: number) => this.graph.addInitializer(this.name(hint), { dtype: 'int64', dims: [], data: BigInt64Array.of(BigInt(value)) });
+    const windowIndex = this.node('Range', [scalar('range_start', 0), this.node('Squeeze', [windows, this.int64s('squeeze_axis', [0])], 'window_count_scalar'), scalar('range_step', 1)], 'window_index');
+    const firstFrames = this.node('Unsqueeze', [this.node('Mul', [windowIndex, scalar('hop_scalar', c.hopFrames)], 'window_starts'), this.int64s('window_axis', [1])], 'window_starts_column');
+    const offsets = this.graph.addInitializer(this.name('window_offsets'), { dtype: 'int64', dims: [1, c.windowFrames], data: BigInt64Array.from({ length: c.windowFrames }, (_, i) => BigInt(i)) });
+    const indices = this.node('Add', [firstFrames, offsets], 'window_frame_indices');
+    const cut = this.node('Gather', [canvas, indices], 'mel_windows', { axis: attr.int(0) });
+    return this.node('Unsqueeze', [cut, this.int64s('channel_axis', [3])], 'mel_windows_nhwc');
+  }
+
+  /** Per-window embeddings (any shape with `dim` last) → one row: their mean, and for mean-max their maximum after it (poolRows). */
+  poolWindows(embeddings: string, dim: number, pooling: 'mean' | 'mean-max'): string {
+    const rows = this.node('Reshape', [embeddings, this.int64s('embedding_rows', [-1, dim])], 'window_embeddings');
+    const mean = this.reduce('ReduceMean', rows, [0], true, 'mean_windows');
+    if (pooling === 'mean') return mean;
+    return this.node('Concat', [mean, this.reduce('ReduceMax', rows, [0], true, 'max_windows')], 'pooled_windows', { axis: attr.int(1) });
+  }
+
+  /**
    * Features → logits / temperature, for every head type. The temperature divides the last linear
    * map's weights and bias (linear, MLP, centroid) or the log-shares (k-NN), so softmax of the
    * result is the calibrated probability.

@@ -20,6 +20,7 @@ import { sifWeights } from '../backbones/text-pooling.js';
 import type { TfidfBackbone } from '../backbones/text-tfidf.js';
 import type { TransformerTextBackbone } from '../backbones/text-transformer.js';
 import type { WordVectorBackbone } from '../backbones/text-word-vectors.js';
+import type { SpeechEmbeddingBackbone } from '../backbones/audio-speech-embedding.js';
 import type { Pooling } from '../backbones/onnx-session.js';
 import { encodeModel, IR_VERSION, OnnxGraph, OPSET_VERSION } from '../backbones/tfjs/onnx-graph.js';
 import type { Classifier } from '../classifier/classifier.js';
@@ -66,6 +67,10 @@ export async function exportClassifier(classifier: Classifier, options: ExportOp
   const backbone = classifier.backbone;
   if (backbone instanceof ImageBackbone) return exportImageClassifier(classifier, backbone, options);
   // Text code loads only for text models, as the modality adapters do.
+  if (classifier.manifest.modality === 'audio') {
+    const { SpeechEmbeddingBackbone } = await import('../backbones/audio-speech-embedding.js');
+    if (backbone instanceof SpeechEmbeddingBackbone) return exportSpeechEmbeddingClassifier(classifier, backbone, options);
+  }
   if (classifier.manifest.modality === 'text') {
     const [{ TransformerTextBackbone }, { WordVectorBackbone }, { TfidfBackbone }] = await Promise.all([
       import('../backbones/text-transformer.js'),
@@ -77,10 +82,10 @@ export async function exportClassifier(classifier: Classifier, options: ExportOp
     if (backbone instanceof TfidfBackbone) return exportTfidfClassifier(classifier, backbone, options);
   }
   throw modelError(
-    `cannot export this ${classifier.manifest.modality} model (backbone ${backbone.reference.id}): export covers image models and ` +
-      `text models (transformers, word vectors, TF-IDF), whose input preparation is either in the graph or in headstart/web. ` +
-      `The audio backbones prepare inputs with headstart's Node code (WAV decoding, resampling, windowing), ` +
-      `which neither the file nor headstart/web carries`,
+    `cannot export this ${classifier.manifest.modality} model (backbone ${backbone.reference.id}): export covers image models, ` +
+      `text models (transformers, word vectors, TF-IDF) and audio models on the speech-embedding backbone, whose input preparation ` +
+      `is in the graph or in headstart/web. Whisper encoders compute their log-mel spectrogram with headstart's own code ` +
+      `(an FFT in JavaScript), which the file does not carry`,
   );
 }
 
@@ -121,14 +126,15 @@ function noBackboneGraph(): BackboneGraph {
 
 /**
  * Splices the nodes `added` built around the backbone's graph: the first `before` of them feed the
- * backbone, the rest read its output; ends in a softmax named `probabilities`. Drops what the
- * output does not need, sets the graph's inputs and output, and quantises if asked.
+ * backbone, the rest read its output (or `before` puts the added nodes in order itself, for
+ * backbones of several graphs); ends in a softmax named `probabilities`. Drops what the output
+ * does not need, sets the graph's inputs and output, and quantises if asked.
  */
 function assemble(
   backbone: BackboneGraph,
   added: OnnxGraph,
   builder: HeadGraphBuilder,
-  before: number,
+  before: number | ((addedNodes: OnnxTypes.INodeProto[], backboneNodes: OnnxTypes.INodeProto[]) => OnnxTypes.INodeProto[]),
   features: string,
   classifier: Classifier,
   inputs: OnnxTypes.IValueInfoProto[],
@@ -142,7 +148,9 @@ function assemble(
   added.output = { name: outputName, shape: [-1, numClasses] };
   const addedGraph = onnx.ModelProto.decode(encodeModel(added, 'headstart', '')).graph!;
 
-  graph.node = prune([...addedGraph.node!.slice(0, before), ...(graph.node ?? []), ...addedGraph.node!.slice(before)], outputName);
+  const addedNodes = addedGraph.node!;
+  const ordered = typeof before === 'number' ? [...addedNodes.slice(0, before), ...(graph.node ?? []), ...addedNodes.slice(before)] : before(addedNodes, graph.node ?? []);
+  graph.node = prune(ordered, outputName);
   const used = new Set(graph.node.flatMap(referencedNames));
   graph.initializer = [...(graph.initializer ?? []), ...addedGraph.initializer!].filter((tensor) => used.has(tensor.name!));
   const produced = new Set(graph.node.flatMap((node) => node.output ?? []));
@@ -185,7 +193,7 @@ async function finish(
   ];
   model.producerName = 'headstart';
   model.producerVersion = VERSION;
-  const takes = { image: 'uint8 RGB pixels', text: 'token ids and attention mask', words: 'word ids and mask', tfidf: 'TF-IDF rows' }[metadata.input.kind];
+  const takes = { image: 'uint8 RGB pixels', text: 'token ids and attention mask', words: 'word ids and mask', tfidf: 'TF-IDF rows', audio: `${metadata.input.kind === 'audio' ? metadata.input.sampleRate : ''} Hz mono samples` }[metadata.input.kind];
   model.docString = `headstart ${metadata.modality} classifier (${classifier.labels.join(', ')}) on ${classifier.backbone.reference.id}: ${takes} in, probabilities out`;
   const bytes = onnx.ModelProto.encode(model).finish();
 
@@ -335,6 +343,103 @@ async function exportTfidfClassifier(classifier: Classifier, backbone: TfidfBack
   return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, 'tfidf');
 }
 
+/**
+ * An audio classifier on the speech-embedding backbone: the file takes one 16 kHz mono clip
+ * [1, samples] and holds both of the backbone's graphs — mel spectrogram, then the embedding of
+ * 76-frame windows — with the windowing between them and the pooling after them done in the graph
+ * exactly as SpeechEmbeddingBackbone does it. Decoding and resampling stay outside (any WAV reader
+ * does them; headstart's resampler is named in the metadata).
+ */
+async function exportSpeechEmbeddingClassifier(classifier: Classifier, backbone: SpeechEmbeddingBackbone, options: ExportOptions): Promise<ExportResult> {
+  const { spec, preprocessing } = backbone;
+  const { SPEECH_EMBEDDING } = await import('../backbones/audio-speech-embedding.js');
+  const mel = await readBackboneGraph(spec.melModel, spec.melModel);
+  const embedding = await readBackboneGraph(spec.embeddingModel, spec.embeddingModel);
+  for (const [graph, origin] of [[mel, spec.melModel], [embedding, spec.embeddingModel]] as const) {
+    if (graph.inputs.length !== 1 || (graph.graph.output ?? []).length < 1) throw modelError('a speech-embedding graph must take one input and give one output', origin);
+  }
+  // Both graphs go into one: their names are prefixed so they cannot clash.
+  prefixNames(mel.graph, 'mel/', spec.melModel);
+  prefixNames(embedding.graph, 'embedding/', spec.embeddingModel);
+  const melNodes = mel.graph.node ?? [];
+  const embeddingNodes = embedding.graph.node ?? [];
+  const melInput = mel.inputs[0]!.name!;
+  const melOutput = mel.graph.output![0]!.name!;
+  const embeddingInput = embedding.inputs[0]!.name!;
+  const embeddingOutput = embedding.graph.output![0]!.name!;
+  const merged = mel;
+  merged.graph.node = [];
+  merged.graph.initializer = [...(mel.graph.initializer ?? []), ...(embedding.graph.initializer ?? [])];
+  merged.graph.valueInfo = [...(mel.graph.valueInfo ?? []), ...(embedding.graph.valueInfo ?? [])];
+  merged.model.opsetImport = mergeOpsets(mel.model, embedding.model);
+  merged.taken = new Set([...mel.taken, ...embedding.taken, ...namesIn(mel.graph), ...namesIn(embedding.graph)]);
+  merged.prefix = freePrefix(merged.taken);
+
+  const added = new OnnxGraph();
+  const builder = new HeadGraphBuilder(added, Math.min(mel.opset, embedding.opset), merged.prefix);
+  const samplesName = merged.taken.has('samples') ? `${merged.prefix}samples` : 'samples';
+  const samples = added.addInput(samplesName, [1, -1]);
+  added.nameTensor(builder.samplesToMelInput(samples, SPEECH_EMBEDDING.int16Scale, SPEECH_EMBEDDING.fftSize), melInput);
+  const melEnd = added.nodes.length;
+  added.nameTensor(builder.speechWindows(melOutput, SPEECH_EMBEDDING), embeddingInput);
+  const embeddingEnd = added.nodes.length;
+  const features = builder.poolWindows(embeddingOutput, SPEECH_EMBEDDING.embeddingDim, preprocessing.pooling);
+  const order = (nodes: OnnxTypes.INodeProto[]) => [...nodes.slice(0, melEnd), ...melNodes, ...nodes.slice(melEnd, embeddingEnd), ...embeddingNodes, ...nodes.slice(embeddingEnd)];
+  const inputs = [tensorInfo(samplesName, onnx.TensorProto.DataType.FLOAT, [1, 'samples'])];
+  const { outputName, quantization } = assemble(merged, added, builder, order, features, classifier, inputs, options);
+  const metadata: ExportMetadata = {
+    format: EXPORT_FORMAT_VERSION,
+    modality: 'audio',
+    labels: classifier.labels,
+    input: { kind: 'audio', name: samplesName, sampleRate: preprocessing.sampleRate, resampler: preprocessing.resampler, batch: 1 },
+    output: { name: outputName, kind: 'probabilities', classes: classifier.labels.length },
+    preprocessing,
+    provenance: provenanceOf(classifier, quantization),
+  };
+  return finish(classifier, merged, metadata, quantization, await probeClips(), spec.embeddingModel);
+}
+
+/** Seeded clips for the audio self-check: shorter than one STFT frame, shorter than a window, a few seconds; 8 kHz (resampled) and 16 kHz. */
+async function probeClips(): Promise<Uint8Array[]> {
+  const { default: wavefile } = await import('wavefile');
+  const rng = new Rng(11);
+  return [
+    [8_000, 0.02],
+    [16_000, 0.5],
+    [16_000, 2.3],
+    [8_000, 1.2],
+  ].map(([rate, seconds], k) => {
+    const samples = Array.from({ length: Math.round(rate! * seconds!) }, (_, i) => 0.3 * Math.sin((2 * Math.PI * (220 + 180 * k) * i) / rate!) + 0.05 * rng.normal());
+    const wav = new wavefile.WaveFile();
+    wav.fromScratch(1, rate!, '32f', samples);
+    return wav.toBuffer();
+  });
+}
+
+/** The union of two models' opset imports, each domain at the newer version. */
+function mergeOpsets(a: OnnxTypes.IModelProto, b: OnnxTypes.IModelProto): OnnxTypes.IOperatorSetIdProto[] {
+  const versions = new Map<string, number>();
+  for (const entry of [...(a.opsetImport ?? []), ...(b.opsetImport ?? [])]) {
+    const domain = entry.domain === 'ai.onnx' ? '' : entry.domain ?? '';
+    versions.set(domain, Math.max(versions.get(domain) ?? 0, Number(entry.version ?? 0)));
+  }
+  return [...versions].map(([domain, version]) => ({ domain, version }));
+}
+
+/** Prefixes every tensor and node name of a graph, so it can share one graph with another. */
+function prefixNames(graph: OnnxTypes.IGraphProto, prefix: string, origin: string): void {
+  // An empty name is an omitted optional input, not a tensor.
+  const rename = (name: string | null | undefined) => (name ? `${prefix}${name}` : '');
+  for (const node of graph.node ?? []) {
+    if ((node.attribute ?? []).some((attribute) => attribute.g || attribute.graphs?.length)) throw modelError('a graph with subgraphs (If, Loop) cannot be merged into an export', origin);
+    node.name = rename(node.name);
+    node.input = (node.input ?? []).map(rename);
+    node.output = (node.output ?? []).map(rename);
+  }
+  for (const tensor of graph.initializer ?? []) tensor.name = rename(tensor.name);
+  for (const list of [graph.input, graph.output, graph.valueInfo]) for (const value of list ?? []) value.name = rename(value.name);
+}
+
 /** Texts for the export's self-check: short, long (truncated), accented, empty of letters, unknown words, empty. */
 const PROBE_TEXTS = [
   'A short sentence.',
@@ -362,20 +467,29 @@ export async function compareWithLibrary(classifier: Classifier, exported: Uint8
  * pixels, or token ids; word-vector and TF-IDF exports take the text itself, featurised from the
  * file's metadata as a consumer would (so the check covers the embedded vocabulary / state too).
  */
-async function prepareForExport(classifier: Classifier, model: ExportedModel, input: Uint8Array | string): Promise<Uint8Array | number[] | string> {
+async function prepareForExport(classifier: Classifier, model: ExportedModel, input: Uint8Array | string): Promise<Uint8Array | Float32Array | number[] | string> {
   if (classifier.backbone instanceof ImageBackbone) {
     if (typeof input === 'string') throw modelError('an image export compares on image bytes, not paths or texts');
     return prepareImagePixels(input, classifier.backbone.preprocessing);
   }
-  if (model.metadata.input.kind !== 'text') {
+  const kind = model.metadata.input.kind;
+  if (kind === 'audio') {
+    if (typeof input === 'string') throw modelError('an audio export compares on WAV bytes');
+    // Audio code loads only for audio models, as the modality adapters do.
+    const { decodeAudio } = await import('../data/audio-decode.js');
+    return decodeAudio(input, model.metadata.input.sampleRate);
+  }
+  if (kind !== 'text') {
     if (typeof input !== 'string') throw modelError('a text export compares on texts');
     return input;
   }
   return ((await classifier.backbone.prepare(input)) as { ids: number[] }).ids;
 }
 
-async function runExported(model: ExportedModel, prepared: (Uint8Array | number[] | string)[]): Promise<Float32Array> {
+async function runExported(model: ExportedModel, prepared: (Uint8Array | Float32Array | number[] | string)[]): Promise<Float32Array> {
   switch (model.metadata.input.kind) {
+    case 'audio':
+      return model.probabilitiesOfSamples(prepared as Float32Array[]);
     case 'image':
       return model.probabilities(prepared as Uint8Array[]);
     case 'text':

@@ -13,7 +13,9 @@
  *    table and pools (SIF mean, max, min) as training did;
  *  - `tfidf`: the dense float32 TF-IDF row that `tfidf.ts` computes from the fitted state in
  *    `headstart.tfidf`; the graph is the head alone.
- * `text-input.ts` turns texts into the `words` and `tfidf` inputs for any runtime.
+ * `text-input.ts` turns texts into the `words` and `tfidf` inputs for any runtime. An audio export
+ * (the speech-embedding backbone) takes one clip per run: float32 [1, samples] of mono audio at
+ * `sampleRate`, in [-1, 1]; the mel spectrogram, windowing, embedding and pooling are in the graph.
  */
 import type { TfidfState } from './tfidf.js';
 
@@ -105,7 +107,20 @@ export interface ExportedTfidfInput {
   dim: number;
 }
 
-export type ExportedInput = ExportedImageInput | ExportedTextInput | ExportedWordsInput | ExportedTfidfInput;
+/**
+ * An audio export takes float32 [1, samples]: one clip, mono, at `sampleRate` Hz, in [-1, 1]. The
+ * library resamples with `resampler`; another resampler gives probabilities a little different.
+ */
+export interface ExportedAudioInput {
+  kind: 'audio';
+  name: string;
+  sampleRate: number;
+  resampler: string;
+  /** Clips per run: windows vary in number with the clip's length, so the graph takes one at a time. */
+  batch: 1;
+}
+
+export type ExportedInput = ExportedImageInput | ExportedTextInput | ExportedWordsInput | ExportedTfidfInput | ExportedAudioInput;
 
 /** The tokenizer a text export embeds (Hugging Face tokenizer.json and tokenizer_config.json). */
 export interface EmbeddedTokenizer {
@@ -189,8 +204,8 @@ export function parseExportMetadata(props: Record<string, string>): ExportMetada
   const labels = json(METADATA_KEYS.labels);
   if (!Array.isArray(labels) || !labels.every((label) => typeof label === 'string')) throw new Error(`"${METADATA_KEYS.labels}" is not a list of strings`);
   const input = json(METADATA_KEYS.input) as ExportedInput;
-  if (!['image', 'text', 'words', 'tfidf'].includes(input?.kind)) {
-    throw new Error(`unsupported input kind ${JSON.stringify((input as { kind?: unknown })?.kind)} (this version reads image, text, words and tfidf exports)`);
+  if (!['image', 'text', 'words', 'tfidf', 'audio'].includes(input?.kind)) {
+    throw new Error(`unsupported input kind ${JSON.stringify((input as { kind?: unknown })?.kind)} (this version reads image, text, words, tfidf and audio exports)`);
   }
   if (input.kind === 'text' && props[METADATA_KEYS.tokenizer] === undefined) throw new Error(`text export without "${METADATA_KEYS.tokenizer}" metadata`);
   let vocabulary: string[] | undefined;

@@ -33,7 +33,7 @@ export { env } from 'onnxruntime-web';
 export { cropBox, parseExportMetadata, readOnnxMetadata, topPredictions, METADATA_KEYS } from './format.js';
 // Pure JS, for consumers that run the file with another runtime (onnxruntime-node, say) but need headstart's text featurisation.
 export { textFeaturizer, type PlainTensor, type TextFeaturizer } from './text-input.js';
-export type { ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedWordsInput, ExportedTfidfInput, ExportedOutput, Prediction, Provenance } from './format.js';
+export type { ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedWordsInput, ExportedTfidfInput, ExportedAudioInput, ExportedOutput, Prediction, Provenance } from './format.js';
 
 /** Anything a browser can draw, a Blob (a file from an <input>), or the URL of an image (for text models: the text). */
 export type ImageSource =
@@ -118,6 +118,7 @@ export class WebClassifier {
   /** Class probabilities, inputs × classes, row-major. */
   async probabilities(inputs: ImageSource[]): Promise<Float32Array> {
     const input = this.metadata.input;
+    if (input.kind === 'audio') throw new Error(`an audio model classifies samples: call probabilitiesOfSamples with mono clips at ${input.sampleRate} Hz`);
     if (input.kind !== 'image') {
       const texts = inputs.map((text) => {
         if (typeof text !== 'string') throw new Error('a text model classifies strings');
@@ -148,6 +149,16 @@ export class WebClassifier {
     const { ids, mask, length } = padTokenIds(sequences, input.padId);
     const dims = [sequences.length, length];
     return this.run({ [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) });
+  }
+
+  /** Probabilities for mono clips at the model's sample rate, samples in [-1, 1]: one run per clip (the graph takes one). */
+  async probabilitiesOfSamples(clips: Float32Array[]): Promise<Float32Array> {
+    const input = this.metadata.input;
+    if (input.kind !== 'audio') throw new Error(`this model takes ${input.kind === 'image' ? 'images' : 'text'}, not audio samples`);
+    const classes = this.metadata.output.classes;
+    const out = new Float32Array(clips.length * classes);
+    for (const [i, clip] of clips.entries()) out.set(await this.run({ [input.name]: new ort.Tensor('float32', clip, [1, clip.length]) }), i * classes);
+    return out;
   }
 
   /** Probabilities for texts of a word-vector or TF-IDF model, featurised from the file's metadata. */
