@@ -15,6 +15,7 @@ import { readImageFolder } from '../src/data/image-folder.js';
 import { prepareImagePixels } from '../src/data/image-decode.js';
 import { exportClassifier } from '../src/export/onnx-export.js';
 import { HYMENOPTERA, SHARED, tempDir } from './helpers/images.js';
+import { FSDD, makeToneFolder, SPEECH_EMBEDDING_FOLDER, tone, wavBytes } from './helpers/audio.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
@@ -47,6 +48,7 @@ const TYPES: Record<string, string> = {
   '.onnx': 'application/octet-stream',
   '.jpg': 'image/jpeg',
   '.map': 'application/json',
+  '.wav': 'audio/wav',
 };
 
 /**
@@ -85,6 +87,8 @@ describe.skipIf(!existsSync(CHROMIUM))('headstart/web in headless Chromium', () 
   let textProbabilities: Float32Array;
   /** Word-vector (GloVe folder) and TF-IDF models: Node's probabilities for WORD_TEXTS. */
   const wordModels: { name: string; labels: string[]; probabilities: Float32Array }[] = [];
+  /** The audio model's clips (served under /audio/) and Node's probabilities for them. */
+  const audio: { urls: string[]; labels: string[]; probabilities: Float32Array } = { urls: [], labels: [], probabilities: new Float32Array(0) };
   let browser: Browser;
   let server: Server;
   let origin: string;
@@ -127,6 +131,26 @@ describe.skipIf(!existsSync(CHROMIUM))('headstart/web in headless Chromium', () 
       }
     }
 
+    // Audio: FSDD digits (8 kHz, resampled in the page by headstart's resampler), a 16 kHz stereo
+    // clip (downmixed) and one shorter than an STFT frame.
+    const audioDir = join(work, 'audio');
+    await mkdir(audioDir);
+    const clips = [
+      ...(await Promise.all(['0_jackson_0.wav', '1_nicolas_1.wav', '7_theo_2.wav'].map((name) => readFile(join(FSDD, name))))),
+      wavBytes([tone(440, 16_000, 1.3), tone(660, 16_000, 1.3, 0.3)], 16_000),
+      wavBytes([tone(1000, 22_050, 0.01)], 22_050, '24'),
+    ];
+    for (const [i, clip] of clips.entries()) await writeFile(join(audioDir, `${i}.wav`), clip);
+    audio.urls = clips.map((_, i) => `/audio/${i}.wav`);
+    const audioModel = await Classifier.train({ task: 'audio', data: await makeToneFolder(join(work, 'tones'), [300, 1000, 3000], 6, 8000), backbone: SPEECH_EMBEDDING_FOLDER, cacheDir: join(work, 'cache') });
+    try {
+      await writeFile(join(work, 'audio.onnx'), (await exportClassifier(audioModel)).onnx);
+      audio.labels = audioModel.labels;
+      audio.probabilities = await audioModel.predictProbabilities(clips);
+    } finally {
+      await audioModel.dispose();
+    }
+
     ({ server, origin } = await staticServer({
       '/examples/web/': join(ROOT, 'examples/web'),
       '/dist/web/': join(work, 'web'),
@@ -134,6 +158,7 @@ describe.skipIf(!existsSync(CHROMIUM))('headstart/web in headless Chromium', () 
       '/node_modules/@huggingface/tokenizers/dist/': join(ROOT, 'node_modules/@huggingface/tokenizers/dist'),
       '/models/': work,
       '/images/': imagesDir,
+      '/audio/': audioDir,
     }));
     browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -258,5 +283,19 @@ describe.skipIf(!existsSync(CHROMIUM))('headstart/web in headless Chromium', () 
       });
       await page.close();
     }
+  });
+
+  it('classifies WAV files by URL with an audio model (speech embedding): Node\'s probabilities within 1e-5', async () => {
+    const { page, errors } = await openExample(audio.urls.map((url) => `&audio=${encodeURIComponent(url)}`).join(''), '/models/audio.onnx');
+    await page.waitForFunction('["done", "error"].includes(document.body.dataset.state)', undefined, { timeout: 60_000 });
+    expect(await page.evaluate('document.body.dataset.state')).toBe('done');
+    expect(errors).toEqual([]);
+    const results = (await page.evaluate('window.headstartResults')) as PageResult[];
+    expect(results.map((r) => r.name)).toEqual(audio.urls);
+    const k = audio.labels.length;
+    results.forEach((result, i) => {
+      for (const { label, probability } of result.predictions) expect(Math.abs(probability - audio.probabilities[i * k + audio.labels.indexOf(label)]!), audio.urls[i]).toBeLessThan(1e-5);
+    });
+    await page.close();
   });
 });

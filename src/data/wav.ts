@@ -103,11 +103,5 @@ function readLinearSamples(bytes: Uint8Array, channelCount: number, bits: number
   return channels;
 }
 
-/** The average of the channels: stereo (or more) becomes mono. */
-export function downmix(channels: Float32Array[]): Float32Array {
-  if (channels.length === 1) return channels[0]!;
-  const out = new Float32Array(channels[0]!.length);
-  for (const channel of channels) for (let i = 0; i < out.length; i++) out[i]! += channel[i]!;
-  for (let i = 0; i < out.length; i++) out[i]! /= channels.length;
-  return out;
-}
+// Shared with headstart/web, which downmixes decoded clips the same way.
+export { downmix } from '../web/resample.js';

@@ -12,7 +12,9 @@
  * Transformer text models are tokenised with the tokenizer embedded in the file, by
  * @huggingface/tokenizers (pure JS, loaded only for them), exactly as in training; word-vector and
  * TF-IDF models with headstart's own word tokeniser / TF-IDF featuriser (`text-input.ts`, the code
- * the library trains with) over the vocabulary or fitted state in the file.
+ * the library trains with) over the vocabulary or fitted state in the file. Audio models take a
+ * WAV (Blob, bytes or URL) or an AudioBuffer: the browser decodes it at the file's own sample rate,
+ * and headstart's resampler (`resample.ts`, the library's) brings it to the model's rate.
  */
 import * as ort from 'onnxruntime-web';
 import {
@@ -23,10 +25,12 @@ import {
   topPredictions,
   type EmbeddedTokenizer,
   type ExportMetadata,
+  type ExportedAudioInput,
   type ExportedImageInput,
   type ExportedTextInput,
   type Prediction,
 } from './format.js';
+import { downmix, resample } from './resample.js';
 import { textFeaturizer, type TextFeaturizer } from './text-input.js';
 
 export { env } from 'onnxruntime-web';
@@ -47,6 +51,9 @@ export type ImageSource =
   | Blob
   | URL
   | string;
+
+/** For audio models: a WAV file (as a Blob, bytes or URL), or audio the page decoded itself. */
+export type AudioSource = Blob | ArrayBuffer | Uint8Array | URL | string | AudioBuffer;
 
 export interface LoadOptions {
   /** onnxruntime-web session options; default: the wasm backend, all graph optimisations. */
@@ -103,22 +110,22 @@ export class WebClassifier {
     return this.metadata.labels;
   }
 
-  /** The top-k labels for one input (an image, or for text models the text), most probable first. */
-  async classify(input: ImageSource, options: { topK?: number } = {}): Promise<Prediction[]> {
+  /** The top-k labels for one input (an image, for text models the text, for audio models a WAV), most probable first. */
+  async classify(input: ImageSource | AudioSource, options: { topK?: number } = {}): Promise<Prediction[]> {
     return (await this.classifyMany([input], options))[0]!;
   }
 
-  /** Top-k labels for several inputs, with one model run for all of them. */
-  async classifyMany(inputs: ImageSource[], options: { topK?: number } = {}): Promise<Prediction[][]> {
+  /** Top-k labels for several inputs, with one model run for all of them (audio: one run per clip). */
+  async classifyMany(inputs: (ImageSource | AudioSource)[], options: { topK?: number } = {}): Promise<Prediction[][]> {
     const probabilities = await this.probabilities(inputs);
     const k = this.labels.length;
     return inputs.map((_, i) => topPredictions(probabilities.subarray(i * k, (i + 1) * k), this.labels, options.topK ?? k));
   }
 
   /** Class probabilities, inputs × classes, row-major. */
-  async probabilities(inputs: ImageSource[]): Promise<Float32Array> {
+  async probabilities(inputs: (ImageSource | AudioSource)[]): Promise<Float32Array> {
     const input = this.metadata.input;
-    if (input.kind === 'audio') throw new Error(`an audio model classifies samples: call probabilitiesOfSamples with mono clips at ${input.sampleRate} Hz`);
+    if (input.kind === 'audio') return this.probabilitiesOfSamples(await Promise.all(inputs.map((clip) => audioSamples(clip as AudioSource, input))));
     if (input.kind !== 'image') {
       const texts = inputs.map((text) => {
         if (typeof text !== 'string') throw new Error('a text model classifies strings');
@@ -126,7 +133,7 @@ export class WebClassifier {
       });
       return input.kind === 'text' ? this.probabilitiesOfTokens(texts.map((text) => this.tokenizer!.encode(text))) : this.probabilitiesOfTexts(texts);
     }
-    return this.probabilitiesOfPixels(await Promise.all(inputs.map((image) => imagePixels(image, input))));
+    return this.probabilitiesOfPixels(await Promise.all(inputs.map((image) => imagePixels(image as ImageSource, input))));
   }
 
   /** Probabilities for images already cropped and resized to the input size: RGB bytes, HWC. */
@@ -206,6 +213,46 @@ export async function imagePixels(source: ImageSource, input: ExportedImageInput
   } finally {
     close?.();
   }
+}
+
+/**
+ * The graph's input for one clip: mono samples at the model's rate. A WAV is decoded by the
+ * browser at its own sample rate (read from its header), so the browser only converts samples to
+ * floats, and the library's resampler does the rest, as in training; other formats, which the
+ * library does not read, are decoded at the model's rate by the browser's resampler.
+ */
+export async function audioSamples(source: AudioSource, input: ExportedAudioInput): Promise<Float32Array> {
+  let buffer: AudioBuffer;
+  if (typeof AudioBuffer !== 'undefined' && source instanceof AudioBuffer) {
+    buffer = source;
+  } else {
+    const bytes =
+      source instanceof Uint8Array
+        ? source
+        : source instanceof ArrayBuffer
+          ? new Uint8Array(source)
+          : new Uint8Array(await (source instanceof Blob ? source : await (await fetchOk(source as string | URL)).blob()).arrayBuffer());
+    const context = new OfflineAudioContext(1, 1, wavSampleRate(bytes) ?? input.sampleRate);
+    // decodeAudioData detaches the buffer it is given: a copy keeps the caller's bytes.
+    buffer = await context.decodeAudioData(bytes.slice().buffer);
+  }
+  const channels = Array.from({ length: buffer.numberOfChannels }, (_, c) => buffer.getChannelData(c));
+  return resample(downmix(channels), buffer.sampleRate, input.sampleRate);
+}
+
+/** The sample rate in a WAV file's `fmt ` chunk (RIFF, RIFX or RF64), or undefined for anything else. */
+export function wavSampleRate(bytes: Uint8Array): number | undefined {
+  const tag = (at: number) => String.fromCharCode(...bytes.subarray(at, at + 4));
+  if (bytes.length < 12 || !['RIFF', 'RIFX', 'RF64'].includes(tag(0)) || tag(8) !== 'WAVE') return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const little = tag(0) !== 'RIFX';
+  for (let at = 12; at + 8 <= bytes.length; ) {
+    const size = view.getUint32(at + 4, little);
+    if (tag(at) === 'fmt ') return at + 16 <= bytes.length ? view.getUint32(at + 12, little) : undefined;
+    // Chunks are padded to an even size.
+    at += 8 + size + (size % 2);
+  }
+  return undefined;
 }
 
 interface Drawable {
