@@ -437,6 +437,15 @@ describe('ONNX export of an audio model (speech embedding: mel graph, windows, e
         const library = await classifier.predictProbabilities(clips);
         expect(maxAbsDifference(plain.node, library), pooling).toBeLessThan(1e-5);
         expect(maxAbsDifference(plain.web, library), pooling).toBeLessThan(1e-5);
+        if (pooling === 'mean') {
+          // From the command line too (the CLI runs under tsx, another module loader).
+          await classifier.save(join(work, 'model'), { report: false });
+          const cli = await runCli(['export', join(work, 'model'), '--out', join(work, 'cli.onnx'), '--evaluate', data, '--cache-dir', join(work, 'cache'), '--quiet']);
+          expect(cli.code, cli.stderr).toBe(0);
+          expect(cli.stdout).toMatch(/input {3}samples: float32 \[1, samples\] one mono clip at 16000 Hz in \[-1, 1\]/);
+          expect(cli.stdout).toMatch(/on 4 probe clips/);
+          expect(cli.stdout).toMatch(/\(18 clips\): accuracy (\S+) library, \1 exported \(drop 0\.000\)/);
+        }
       } finally {
         await classifier.dispose();
       }

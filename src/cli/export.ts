@@ -48,7 +48,7 @@ export function exportCommand(): Command {
             `${out} (${megabytes(result.onnx.byteLength)}, ${result.quantization ? 'int8 weights' : 'fp32'})`,
             `  input   ${describeInput(input)}`,
             `  output  ${output.name}: float32 [batch, ${output.classes}] probabilities of ${classifier.labels.join(', ')}`,
-            `  check   max |Δp| against the library ${result.check.maxAbsDifference.toExponential(1)} on ${result.check.inputs} probe ${result.metadata.input.kind === 'image' ? 'images' : 'texts'}`,
+            `  check   max |Δp| against the library ${result.check.maxAbsDifference.toExponential(1)} on ${result.check.inputs} probe ${classifier.adapter.noun}`,
             ...(result.quantization
               ? [`  int8    ${result.quantization.tensors} weight tensors, ${megabytes(result.quantization.floatBytes)} → ${megabytes(result.quantization.int8Bytes)}`]
               : []),

@@ -3,6 +3,9 @@ import { dataError, messageOf } from '../util/errors.js';
 
 const { WaveFile } = wavefile;
 
+/** wavefile as imported here (the export writes its probe clips with it). */
+export const wavefileModule = wavefile;
+
 /** A decoded clip: one Float32Array per channel, samples in [-1, 1]. */
 export interface DecodedAudio {
   sampleRate: number;

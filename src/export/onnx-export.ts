@@ -401,7 +401,8 @@ async function exportSpeechEmbeddingClassifier(classifier: Classifier, backbone:
 
 /** Seeded clips for the audio self-check: shorter than one STFT frame, shorter than a window, a few seconds; 8 kHz (resampled) and 16 kHz. */
 async function probeClips(): Promise<Uint8Array[]> {
-  const { default: wavefile } = await import('wavefile');
+  // The same default import wav.ts uses: it is what resolves to wavefile's CommonJS build under every loader.
+  const { WaveFile } = (await import('../data/wav.js')).wavefileModule;
   const rng = new Rng(11);
   return [
     [8_000, 0.02],
@@ -410,7 +411,7 @@ async function probeClips(): Promise<Uint8Array[]> {
     [8_000, 1.2],
   ].map(([rate, seconds], k) => {
     const samples = Array.from({ length: Math.round(rate! * seconds!) }, (_, i) => 0.3 * Math.sin((2 * Math.PI * (220 + 180 * k) * i) / rate!) + 0.05 * rng.normal());
-    const wav = new wavefile.WaveFile();
+    const wav = new WaveFile();
     wav.fromScratch(1, rate!, '32f', samples);
     return wav.toBuffer();
   });
