@@ -8,7 +8,8 @@
  * so any ONNX runtime in any language needs only to resize (the geometry is in the metadata) and read
  * out bytes — which is exactly what a canvas, PIL or sharp hand over. Resizing stays outside because
  * ONNX's Resize cannot reproduce libvips' antialiased downscaling, and a fixed input size lets every
- * runtime plan memory once.
+ * runtime plan memory once. Text and audio exports take token or word ids, TF-IDF rows, or one
+ * clip's samples; src/web/format.ts describes every input kind and the metadata that goes with it.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
