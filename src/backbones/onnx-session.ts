@@ -9,8 +9,9 @@ export { ort };
 /**
  * One session per graph, on every core: backbones are the hot path. `spinning: false` makes
  * onnxruntime's idle intra-op threads sleep instead of busy-waiting for the next operator, for
- * sessions that share the cores with image decoding: MobileNetV2 α=1.0 then costs 9–10 ms of CPU
- * per image instead of 17–19 ms on 2 cores, with the same batch-16 speed on an idle machine.
+ * sessions that share the cores with image decoding. Measured on 2 cores with MobileNetV2 α=1.0:
+ * the same batch-16 speed on an idle machine (81 ms) and ~1 ms slower at batch 1, but serving 50
+ * single images/s takes 18–21 instead of 32 ms of CPU per request (p99 35–44 instead of 60–65 ms).
  */
 export function sessionOptions(threads?: number, { spinning = true } = {}): ort.InferenceSession.SessionOptions {
   return {
