@@ -55,7 +55,7 @@ describe('matchScalarRanks', () => {
   });
 });
 
-describe('depthwise convolutions in the NCHWc layout', async () => {
+describe('convolutions in the NCHWc layout', async () => {
   const block = await nchwcBlockSize();
 
   // Without NCHWc kernels (another CPU) the graphs stay plain; the rest has nothing to compare.
@@ -69,21 +69,24 @@ describe('depthwise convolutions in the NCHWc layout', async () => {
     const w = graph.addFloatInitializer('depthwise', [channels, 1, 3, 3], random(channels * 9, 0.3));
     const b = graph.addFloatInitializer('depthwise_bias', [channels], random(channels, 0.1));
     const conv = graph.addNode('Conv', [x, w, b], { group: attr.int(channels), pads: attr.ints([1, 1, 1, 1]) }, 'conv');
-    const activated = graph.addNode('Clip', [conv, graph.addScalar('min', 0), graph.addScalar('max', 6)], {}, 'relu6');
+    const dense = graph.addFloatInitializer('dense', [channels, channels, 3, 3], random(channels * channels * 9, 0.05));
+    const mixed = graph.addNode('Conv', [conv, dense], { pads: attr.ints([1, 1, 1, 1]) }, 'mixed');
+    const activated = graph.addNode('Clip', [mixed, graph.addScalar('min', 0), graph.addScalar('max', 6)], {}, 'relu6');
     const pooled = graph.addNode('Flatten', [graph.addNode('GlobalAveragePool', [activated], {}, 'pool')], {}, 'pooled');
     const head = graph.addFloatInitializer('head', [classes, channels], random(classes * channels, 0.3));
     const logits = graph.addNode('Gemm', [pooled, head], { transB: attr.int(1) }, 'logits');
     graph.outputs = [{ name: logits, shape: [-1, classes] }];
     const info = await probeTensorInfo(graph, 'depthwise');
-    const params = [{ name: w }, { name: b }, { name: head }];
+    const params = [{ name: w }, { name: b }, { name: dense }, { name: head }];
     const spec = { graph, info, logits, params, optimizer: { kind: 'adamw' as const, weightDecay: 0.01 }, origin: 'depthwise', outputGradients: true };
 
     const plain = buildTrainingGraph(spec);
     const blocked = buildTrainingGraph({ ...spec, nchwcBlock: block });
-    // The forward convolution and the weight gradient's (the batch needs no input gradient).
+    // Both forward convolutions, the depthwise weight gradient's and the 3×3 input gradient's (the
+    // batch needs no input gradient); the 3×3 weight gradient's unfolding has constant weights and stays.
     const nodes = onnxProto.onnx.ModelProto.decode(blocked.step).graph!.node!;
-    expect(nodes.filter((node) => node.domain === 'com.microsoft.nchwc' && node.opType === 'Conv')).toHaveLength(2);
-    expect(nodes.filter((node) => node.opType === 'Conv' && !node.domain)).toHaveLength(0);
+    expect(nodes.filter((node) => node.domain === 'com.microsoft.nchwc' && node.opType === 'Conv')).toHaveLength(4);
+    expect(nodes.filter((node) => node.opType === 'Conv' && !node.domain).map((node) => node.input[1])).toEqual([expect.stringMatching(/unfold_kernel/)]);
 
     const input = new ort.Tensor('float32', random(n * channels * height * width, 1), [n, channels, height, width]);
     const targets = new ort.Tensor('float32', Float32Array.from({ length: n * classes }, (_, i) => (i % classes === i % n % classes ? 0.95 : 0.05)), [n, classes]);
@@ -112,8 +115,11 @@ describe('depthwise convolutions in the NCHWc layout', async () => {
     const grouped = graph.addInput('grouped', [24, 2, 3, 3]);
     graph.addNode('Conv', [x, w], { group: attr.int(24) }, 'channels_not_a_multiple_of_16');
     graph.addNode('Conv', [x, constant], { group: attr.int(24) }, 'constant_weights');
-    graph.addNode('Conv', [x, grouped], { group: attr.int(12) }, 'not_depthwise');
+    graph.addNode('Conv', [x, grouped], { group: attr.int(12) }, 'grouped');
+    const pointwise = graph.addInput('pointwise', [32, 24, 1, 1]);
+    graph.addNode('Conv', [x, pointwise], {}, 'pointwise_gains_nothing');
     const info: TensorInfoMap = new Map([w, constant, grouped].map((name, i) => [name, { dtype: 'float32' as const, dims: [24, i === 2 ? 2 : 1, 3, 3] }]));
+    info.set(pointwise, { dtype: 'float32', dims: [32, 24, 1, 1] });
     expect(useNchwcDepthwise(graph, info, 16)).toBe(0);
     expect(useNchwcDepthwise(graph, info, 8)).toBe(1);
   });

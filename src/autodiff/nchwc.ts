@@ -72,22 +72,22 @@ async function runOnce(graph: OnnxGraph, feeds: Record<string, ort.Tensor>): Pro
 }
 
 /**
- * Rewrites, in place, every depthwise Conv (one input and one output channel per group) whose
- * weights are not constant and whose channel count is a whole number of blocks, into
- * ReorderInput → NCHWc Conv on the reordered weights → ReorderOutput. The weights' shape must be
- * in `info` (their kernel height may be -1: the depthwise weight gradient's kernel grows with the
- * batch). Returns how many were rewritten.
+ * Rewrites, in place, the convolutions onnxruntime's NCHWc kernels run faster, when their weights
+ * are not constant: every depthwise Conv (one input and one output channel per group) whose channel
+ * count is a whole number of blocks, and every ungrouped Conv with a kernel larger than 1×1 whose
+ * input and output channels are (a 3×3 conv of [32, 512, 7, 7] → 512: 55.9 ms plain, 44.3 ms
+ * NCHWc with the layout changes; 1×1 convolutions gain nothing and stay plain). Each becomes
+ * ReorderInput → NCHWc Conv on weights reordered in the graph → ReorderOutput. The weights' shape
+ * must be in `info` (a depthwise kernel's height may be -1: the depthwise weight gradient's kernel
+ * grows with the batch). Returns how many were rewritten.
  */
 export function useNchwcDepthwise(graph: OnnxGraph, info: TensorInfoMap, block: number): number {
   const rewritten: GraphNode[] = [];
   let count = 0;
   for (const node of graph.nodes) {
-    const weightDims = node.op === 'Conv' && !node.domain ? info.get(node.inputs[1]!)?.dims : undefined;
-    const channels = weightDims?.[0];
-    const group = node.attributes['group'];
-    const isDepthwise =
-      weightDims?.length === 4 && weightDims[1] === 1 && channels !== undefined && channels > 0 && group?.kind === 'int' && group.value === channels && weightDims[3]! > 0;
-    if (!isDepthwise || channels % block !== 0 || graph.initializers.has(node.inputs[1]!)) {
+    const weightDims = node.op === 'Conv' && !node.domain && !graph.initializers.has(node.inputs[1]!) ? info.get(node.inputs[1]!)?.dims : undefined;
+    const layout = weightDims?.length === 4 ? blockedLayout(node, weightDims, block) : undefined;
+    if (!layout) {
       rewritten.push(node);
       continue;
     }
@@ -100,16 +100,35 @@ export function useNchwcDepthwise(graph: OnnxGraph, info: TensorInfoMap, block: 
     const interleaved = name('weight_interleaved');
     const blockedWeight = name('weight');
     const blockedOutput = name('output');
-    // OIHW → [O/block, I, H, W, block]: each block of output channels interleaved innermost.
     rewritten.push(
       { name: name('reorder_input'), op: 'ReorderInput', domain: NCHWC, inputs: [x!], outputs: [blockedInput], attributes: {} },
-      { name: name('group_weight'), op: 'Reshape', inputs: [w!, shape([channels / block, block, -1])], outputs: [grouped], attributes: {} },
-      { name: name('interleave_weight'), op: 'Transpose', inputs: [grouped], outputs: [interleaved], attributes: { perm: attr.ints([0, 2, 1]) } },
-      { name: name('shape_weight'), op: 'Reshape', inputs: [interleaved, shape([channels, 1, -1, weightDims[3]!])], outputs: [blockedWeight], attributes: {} },
+      { name: name('group_weight'), op: 'Reshape', inputs: [w!, shape(layout.grouped)], outputs: [grouped], attributes: {} },
+      { name: name('interleave_weight'), op: 'Transpose', inputs: [grouped], outputs: [interleaved], attributes: { perm: attr.ints(layout.perm) } },
+      { name: name('shape_weight'), op: 'Reshape', inputs: [interleaved, shape(layout.dims)], outputs: [blockedWeight], attributes: {} },
       { name: name('conv'), op: 'Conv', domain: NCHWC, inputs: bias ? [blockedInput, blockedWeight, bias] : [blockedInput, blockedWeight], outputs: [blockedOutput], attributes: { ...node.attributes } },
-      { name: name('reorder_output'), op: 'ReorderOutput', domain: NCHWC, inputs: [blockedOutput], outputs: node.outputs, attributes: { channels: attr.int(channels) } },
+      { name: name('reorder_output'), op: 'ReorderOutput', domain: NCHWC, inputs: [blockedOutput], outputs: node.outputs, attributes: { channels: attr.int(layout.outputChannels) } },
     );
   }
   graph.nodes.splice(0, graph.nodes.length, ...rewritten);
   return count;
+}
+
+/**
+ * How to reorder a convolution's OIHW weights for the NCHWc kernel, or undefined when it does not
+ * take this convolution: depthwise → [O/block, I, H, W, block] (each block of output channels
+ * innermost); ungrouped → [O/block, I/block, H, W, block_in, block_out].
+ */
+function blockedLayout(node: GraphNode, weightDims: number[], block: number): { grouped: number[]; perm: number[]; dims: number[]; outputChannels: number } | undefined {
+  const [outputs, perGroup, height, width] = weightDims as [number, number, number, number];
+  const group = node.attributes['group'];
+  const groups = group?.kind === 'int' ? group.value : 1;
+  if (!(outputs > 0) || outputs % block !== 0 || !(width > 0)) return undefined;
+  if (groups === outputs && perGroup === 1) return { grouped: [outputs / block, block, -1], perm: [0, 2, 1], dims: [outputs, 1, -1, width], outputChannels: outputs };
+  if (groups !== 1 || !(perGroup > 0) || perGroup % block !== 0 || !(height > 0) || height * width === 1) return undefined;
+  return {
+    grouped: [outputs / block, block, perGroup / block, block, height, width],
+    perm: [0, 2, 4, 5, 3, 1],
+    dims: [outputs, perGroup, height, width],
+    outputChannels: outputs,
+  };
 }
