@@ -117,7 +117,7 @@ const meanStd = (xs: number[]) => `${mean(xs).toFixed(3)} ± ${std(xs).toFixed(3
 
 export async function fineTuneBench(): Promise<void> {
   const nchwcBlock = await nchwcBlockSize();
-  section(`Fine-tuning speed: one AdamW step of the last 2 blocks + linear head, batch ${BATCH}, ${THREADS} threads, same graph (BN folded) in both; depthwise convolutions ${nchwcBlock ? `in onnxruntime's NCHWc layout (block ${nchwcBlock})` : 'as plain ONNX Conv (no NCHWc kernels here)'}`);
+  section(`Fine-tuning speed: one AdamW step of the last 2 blocks + linear head, batch ${BATCH}, ${THREADS} threads, same graph (BN folded) in both; convolutions on trained weights ${nchwcBlock ? `in onnxruntime's NCHWc layout (block ${nchwcBlock})` : 'as plain ONNX Conv (no NCHWc kernels here)'}`);
   for (const [model, torchName] of [
     ['mobilenet-v2-random', 'mobilenet-v2'],
     ['resnet-18-random', 'resnet-18'],
@@ -141,7 +141,7 @@ export async function fineTuneBench(): Promise<void> {
     if (nchwcBlock && model === 'mobilenet-v2-random') {
       // The same step in plain ONNX operators, as on a CPU without onnxruntime's NCHWc kernels.
       const plain = await ourStep(model, 2, undefined);
-      line(`${model}: headstart step, plain ONNX depthwise (no NCHWc)`, `${plain.stepMs.toFixed(1)} ms`, `forward ${plain.forwardMs.toFixed(1)} ms, CPU ${plain.stepCpuMs.toFixed(0)} ms`);
+      line(`${model}: headstart step, plain ONNX Conv (no NCHWc)`, `${plain.stepMs.toFixed(1)} ms`, `forward ${plain.forwardMs.toFixed(1)} ms, CPU ${plain.stepCpuMs.toFixed(0)} ms`);
     }
     const measured = torch.filter((t): t is Exclude<typeof t, string> => typeof t !== 'string');
     if (measured.length === 0) line(`${model}: PyTorch`, String(torch[0]));
