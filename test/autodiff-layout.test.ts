@@ -86,7 +86,7 @@ describe('convolutions in the NCHWc layout', async () => {
     // batch needs no input gradient); the 3×3 weight gradient's unfolding has constant weights and stays.
     const nodes = onnxProto.onnx.ModelProto.decode(blocked.step).graph!.node!;
     expect(nodes.filter((node) => node.domain === 'com.microsoft.nchwc' && node.opType === 'Conv')).toHaveLength(4);
-    expect(nodes.filter((node) => node.opType === 'Conv' && !node.domain).map((node) => node.input[1])).toEqual([expect.stringMatching(/unfold_kernel/)]);
+    expect(nodes.filter((node) => node.opType === 'Conv' && !node.domain).map((node) => node.input?.[1])).toEqual([expect.stringMatching(/unfold_kernel/)]);
 
     const input = new ort.Tensor('float32', random(n * channels * height * width, 1), [n, channels, height, width]);
     const targets = new ort.Tensor('float32', Float32Array.from({ length: n * classes }, (_, i) => (i % classes === i % n % classes ? 0.95 : 0.05)), [n, classes]);
