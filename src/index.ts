@@ -45,7 +45,7 @@ export { fineTuneBackbone, FINE_TUNE_DEFAULTS, type FineTuneOptions, type FineTu
 export { trainScratchCnn, scratchCnnContender, buildScratchCnn, SCRATCH_CNN_DEFAULTS, type ScratchCnnOptions, type ScratchCnnResult } from './finetune/scratch-cnn.js';
 export { readTrainableModel, type TrainableModel } from './autodiff/model.js';
 export { addGradients, GRADIENT_RULES } from './autodiff/gradients.js';
-export { buildTrainingGraph, type TrainingGraph, type TrainingGraphSpec, type OptimizerSpec, type ParamSpec } from './autodiff/training-graph.js';
+export { buildTrainingGraph, type TrainingGraph, type TrainingGraphSpec, type OptimizerSpec, type ParamSpec, type LossSpec, type LossInput } from './autodiff/training-graph.js';
 export { TrainingSession } from './autodiff/training-session.js';
 export { findBlocks, type Block } from './autodiff/blocks.js';
 export { partitionModel, type Partition } from './autodiff/partition.js';

@@ -9,7 +9,7 @@ import { findBlocks, weightsOfTopBlocks } from '../src/autodiff/blocks.js';
 import { readTrainableModel } from '../src/autodiff/model.js';
 import { partitionModel } from '../src/autodiff/partition.js';
 import { probeTensorInfo } from '../src/autodiff/tensor-info.js';
-import { buildTrainingGraph, type OptimizerSpec } from '../src/autodiff/training-graph.js';
+import { buildTrainingGraph, type LossSpec, type OptimizerSpec } from '../src/autodiff/training-graph.js';
 import { TrainingSession } from '../src/autodiff/training-session.js';
 import { createSession, ort } from '../src/backbones/onnx-session.js';
 import { convertTfjsToOnnx, readTfjsModelFolder } from '../src/backbones/tfjs/index.js';
@@ -113,6 +113,57 @@ describe('training graph', () => {
       }
     });
     for (let i = 0; i < params.length; i++) expect(trained[i]).toBeCloseTo(params[i]!, 5);
+  });
+
+  it('a custom loss (weighted squared error, with its own inputs) trains by SGD exactly as by hand, and returns extra outputs', async () => {
+    const rng = new Rng(5);
+    const model = await linearModel(rng);
+    const probabilities = model.graph.addNode('Sigmoid', [model.logits], {}, 'probabilities');
+    model.info.set(probabilities, { dtype: 'float32', dims: [-1, CLASSES] });
+    const loss: LossSpec = {
+      name: 'weighted squared error',
+      build(b) {
+        const goal = b.graph.addInput('goal', [-1, CLASSES], 'float32');
+        const weight = b.graph.addInput('weight', [-1, CLASSES], 'float32');
+        for (const name of [goal, weight]) b.info.set(name, { dtype: 'float32', dims: [-1, CLASSES] });
+        const dims = [-1, CLASSES];
+        const error = b.op('Sub', [model.logits, goal], {}, 'error', dims);
+        const weighted = b.op('Mul', [weight, b.op('Mul', [error, error], {}, 'squared', dims)], {}, 'weighted', dims);
+        const sum = b.op('ReduceSum', [weighted], { keepdims: attr.int(0) }, 'squared_error', []);
+        return { loss: b.op('Mul', [sum, b.scalar(0.5, 'float32')], {}, 'loss', []), inputs: [{ name: goal, dims: [-1, CLASSES], dtype: 'float32' }, { name: weight, dims: [-1, CLASSES], dtype: 'float32' }] };
+      },
+    };
+    const training = buildTrainingGraph({ graph: model.graph, info: model.info, logits: model.logits, extraOutputs: [probabilities], loss, params: [{ name: 'W' }, { name: 'b' }], optimizer: { kind: 'sgd', weightDecay: 0, momentum: 0 }, origin: 'linear' });
+    expect(training.targets).toBe('');
+    expect(training.lossInputs.map((input) => input.name)).toEqual(['goal', 'weight']);
+    const session = await TrainingSession.create(training, (name) => (name === 'W' ? model.weight : model.bias), 'linear', 1);
+    const n = 4;
+    const xs = Float32Array.from({ length: n * FEATURES }, () => rng.normal());
+    const goal = Float32Array.from({ length: n * CLASSES }, () => rng.normal());
+    const weight = Float32Array.from({ length: n * CLASSES }, () => rng.next());
+    const rate = 0.05;
+    const result = await session.step({ x: new ort.Tensor('float32', xs, [n, FEATURES]) }, { goal: new ort.Tensor('float32', goal, [n, CLASSES]), weight: new ort.Tensor('float32', weight, [n, CLASSES]) }, rate);
+    // By hand: z = xWᵀ + b, L = ½Σ w(z − g)², ∂L/∂z = w(z − g).
+    const expectedW = Float64Array.from(model.weight);
+    const expectedB = Float64Array.from(model.bias);
+    let expectedLoss = 0;
+    for (let r = 0; r < n; r++) {
+      for (let k = 0; k < CLASSES; k++) {
+        let z = model.bias[k]!;
+        for (let j = 0; j < FEATURES; j++) z += model.weight[k * FEATURES + j]! * xs[r * FEATURES + j]!;
+        expect(result.extra!.get(probabilities)![r * CLASSES + k]).toBeCloseTo(1 / (1 + Math.exp(-z)), 5);
+        const dz = weight[r * CLASSES + k]! * (z - goal[r * CLASSES + k]!);
+        expectedLoss += 0.5 * dz * (z - goal[r * CLASSES + k]!);
+        for (let j = 0; j < FEATURES; j++) expectedW[k * FEATURES + j]! -= rate * dz * xs[r * FEATURES + j]!;
+        expectedB[k]! -= rate * dz;
+      }
+    }
+    expect(result.loss).toBeCloseTo(expectedLoss, 4);
+    session.weight('W').forEach((v, i) => expect(v).toBeCloseTo(expectedW[i]!, 5));
+    session.weight('b').forEach((v, i) => expect(v).toBeCloseTo(expectedB[i]!, 5));
+    const evaluated = await session.evaluateOutputs({ x: new ort.Tensor('float32', xs, [n, FEATURES]) });
+    expect([...evaluated.keys()]).toEqual([model.logits, probabilities]);
+    await session.release();
   });
 
   it('names the node when an op without a gradient rule lies in the trainable part', async () => {

@@ -5,7 +5,7 @@
  * are the loss, the logits, and the updated weights and state, which the caller feeds back.
  * Frozen weights stay initializers (constants onnxruntime can pre-pack).
  */
-import { attr, encodeModel, type GraphNode, type OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
+import { attr, encodeModel, type GraphNode, type OnnxGraph, type TensorDtype } from '../backbones/tfjs/onnx-graph.js';
 import { modelError } from '../util/errors.js';
 import { GraphBuilder } from './builder.js';
 import { addGradients } from './gradients.js';
@@ -28,11 +28,39 @@ export type OptimizerSpec =
   | { kind: 'adamw'; weightDecay: number; beta1?: number; beta2?: number; epsilon?: number }
   | { kind: 'sgd'; weightDecay: number; momentum: number };
 
+/** An input a loss adds to the step graph, fed with every batch (targets, masks, weights, …). */
+export interface LossInput {
+  name: string;
+  dims: number[];
+  dtype: TensorDtype;
+}
+
+/**
+ * What a step minimises, for tasks whose loss is not softmax cross-entropy over [batch, classes]
+ * (detection heatmaps, causal language modelling): `build` adds the loss's own inputs with
+ * `b.graph.addInput` (recording them in `b.info`) and its nodes, reading any tensor of the forward
+ * graph, and returns the scalar loss. Everything after it — gradients, optimiser — is shared.
+ * Give every node it adds its output dims (`b.op`'s last argument; -1 for the batch axis): the
+ * gradient rules read shapes. `test/autodiff-training.test.ts` has a worked example.
+ */
+export interface LossSpec {
+  /** Named in the step graph's description. */
+  name: string;
+  build(b: GraphBuilder): { loss: string; inputs: LossInput[] };
+}
+
 export interface TrainingGraphSpec {
-  /** Forward graph: its inputs are the batch tensors, `logits` is [batch, classes]. */
+  /**
+   * Forward graph: its inputs are the batch tensors. `logits` is the output that steps and
+   * evaluation return: [batch, classes] for the default loss, any shape with a custom `loss`.
+   */
   graph: OnnxGraph;
   info: TensorInfoMap;
   logits: string;
+  /** Further forward outputs the step and evaluation graphs return (e.g. a detector's box branch). */
+  extraOutputs?: string[];
+  /** Default: softmax cross-entropy of `logits` against soft targets fed as `targets` [batch, classes]. */
+  loss?: LossSpec;
   params: ParamSpec[];
   optimizer: OptimizerSpec;
   origin: string;
@@ -80,7 +108,12 @@ export interface TrainingGraph {
   /** Serialised forward graph with the weights as inputs; output `logits`. */
   evaluation: Uint8Array;
   batchInputs: { name: string; dims: number[] }[];
+  /** The default loss's targets input ('' with a custom loss, whose inputs are `lossInputs`). */
   targets: string;
+  /** Every input the loss adds (for the default loss: just `targets`). */
+  lossInputs: LossInput[];
+  /** `extraOutputs` of the spec, returned by steps and evaluation beside the logits. */
+  extraOutputs: string[];
   learningRate: string;
   stepNumber: string;
   loss: string;
@@ -117,8 +150,11 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   const { origin, logits } = spec;
   const info: TensorInfoMap = new Map(spec.info);
   const logitDims = info.get(logits)?.dims;
-  if (!logitDims || logitDims.length !== 2 || !(logitDims[1]! > 0)) throw modelError(`the logits ${logits} must be [batch, classes], got [${logitDims}]`, origin);
-  const classes = logitDims[1]!;
+  if (!logitDims) throw modelError(`the output ${logits} has no known shape`, origin);
+  if (!spec.loss && (logitDims.length !== 2 || !(logitDims[1]! > 0))) throw modelError(`the logits ${logits} must be [batch, classes], got [${logitDims}]`, origin);
+  const classes = spec.loss ? 0 : logitDims[1]!;
+  const extraOutputs = spec.extraOutputs ?? [];
+  const outputShape = (name: string) => (info.get(name)?.dims ?? []).map((size, axis) => (axis === 0 ? -1 : size));
   const batchInputs = spec.graph.inputs.map((input) => ({ name: input.name, dims: input.shape }));
 
   const batchNorms = spec.batchNormStatistics === 'update' ? spec.graph.nodes.filter((node) => node.op === 'BatchNormalization') : [];
@@ -127,22 +163,19 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
 
   const evaluationInfo: TensorInfoMap = new Map(info);
   const evaluation = withInitializersAsInputs(spec.graph, fed, evaluationInfo, origin);
-  evaluation.outputs = [{ name: logits, shape: [-1, classes] }];
+  evaluation.outputs = [logits, ...extraOutputs].map((name) => ({ name, shape: outputShape(name) }));
 
   const graph = withInitializersAsInputs(spec.graph, fed, info, origin);
   const b = new GraphBuilder(graph, info, 'train/');
   const buffers = batchNorms.flatMap((node) => batchStatisticsForm(b, node, origin));
-  const targets = graph.addInput('targets', [-1, classes], 'float32');
-  info.set(targets, { dtype: 'float32', dims: [-1, classes] });
   const learningRate = graph.addInput('learning_rate', [], 'float32');
   const stepNumber = graph.addInput('step_number', [], 'float32');
   info.set(learningRate, { dtype: 'float32', dims: [] });
   info.set(stepNumber, { dtype: 'float32', dims: [] });
 
-  // Mean over the batch of −Σₖ tₖ·log softmax(z)ₖ: cross-entropy against (possibly smoothed) targets.
-  const logProbabilities = b.op('LogSoftmax', [logits], { axis: attr.int(1) }, 'log_probabilities', [-1, classes]);
-  const perExample = b.op('ReduceSum', [b.op('Mul', [logProbabilities, targets], {}, 'weighted', [-1, classes]), b.int64s([1])], { keepdims: attr.int(0) }, 'log_likelihood', [-1]);
-  const loss = b.op('Neg', [b.op('ReduceMean', [perExample], { axes: attr.ints([0]), keepdims: attr.int(0) }, 'mean_log_likelihood', [])], {}, 'loss', []);
+  const lossSpec = spec.loss ?? softmaxCrossEntropy(logits, classes);
+  const { loss, inputs: lossInputs } = lossSpec.build(b);
+  const targets = spec.loss ? '' : lossInputs[0]!.name;
 
   const gradients = addGradients(graph, info, { loss, wrt: spec.params.map((param) => param.name), origin });
 
@@ -209,7 +242,7 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   }
   graph.outputs = [
     { name: loss, shape: [] },
-    { name: logits, shape: [-1, classes] },
+    ...[logits, ...extraOutputs].map((name) => ({ name, shape: outputShape(name) })),
     ...buffers.map((buffer) => ({ name: buffer.output, shape: buffer.dims })),
     ...params.flatMap((param) => [param.output, ...param.state.map((s) => s.output), ...(param.gradient ? [param.gradient] : [])].map((name) => ({ name, shape: param.dims }))),
   ];
@@ -221,10 +254,12 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   }
   const producer = { producer: 'headstart autodiff' };
   return {
-    step: encodeModel(graph, 'training_step', `training step: forward, cross-entropy, gradients, ${optimizer.kind} update`, producer),
+    step: encodeModel(graph, 'training_step', `training step: forward, ${lossSpec.name}, gradients, ${optimizer.kind} update`, producer),
     evaluation: encodeModel(evaluation, 'evaluation', 'forward pass with the weights as inputs', producer),
     batchInputs,
     targets,
+    lossInputs,
+    extraOutputs,
     learningRate,
     stepNumber,
     loss,
@@ -233,6 +268,21 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
     params,
     buffers,
     classes,
+  };
+}
+
+/** Mean over the batch of −Σₖ tₖ·log softmax(z)ₖ: cross-entropy against (possibly smoothed) targets. */
+function softmaxCrossEntropy(logits: string, classes: number): LossSpec {
+  return {
+    name: 'cross-entropy',
+    build(b) {
+      const targets = b.graph.addInput('targets', [-1, classes], 'float32');
+      b.info.set(targets, { dtype: 'float32', dims: [-1, classes] });
+      const logProbabilities = b.op('LogSoftmax', [logits], { axis: attr.int(1) }, 'log_probabilities', [-1, classes]);
+      const perExample = b.op('ReduceSum', [b.op('Mul', [logProbabilities, targets], {}, 'weighted', [-1, classes]), b.int64s([1])], { keepdims: attr.int(0) }, 'log_likelihood', [-1]);
+      const loss = b.op('Neg', [b.op('ReduceMean', [perExample], { axes: attr.ints([0]), keepdims: attr.int(0) }, 'mean_log_likelihood', [])], {}, 'loss', []);
+      return { loss, inputs: [{ name: targets, dims: [-1, classes], dtype: 'float32' }] };
+    },
   };
 }
 

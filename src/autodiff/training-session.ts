@@ -10,8 +10,10 @@ import type { TrainingGraph } from './training-graph.js';
 
 export interface StepResult {
   loss: number;
-  /** batch × classes. */
+  /** batch × classes (with a custom loss: the `logits` output, whatever its shape). */
   logits: Float32Array;
+  /** The graph's `extraOutputs`, by name. */
+  extra?: Map<string, Float32Array>;
   /** Loss gradients by parameter name, when the graph outputs them. */
   gradients?: Map<string, Float32Array>;
 }
@@ -65,12 +67,15 @@ export class TrainingSession {
     return this.stepCount;
   }
 
-  /** One optimiser step on a batch; `targets` is batch × classes (one-hot or smoothed). */
-  async step(batch: Record<string, ort.Tensor>, targets: ort.Tensor, learningRate: number): Promise<StepResult> {
+  /**
+   * One optimiser step on a batch. `targets` is batch × classes (one-hot or smoothed) for the
+   * default loss; with a custom loss, its inputs by name.
+   */
+  async step(batch: Record<string, ort.Tensor>, targets: ort.Tensor | Record<string, ort.Tensor>, learningRate: number): Promise<StepResult> {
     this.stepCount++;
     const feeds: Record<string, ort.Tensor> = {
       ...batch,
-      [this.graph.targets]: targets,
+      ...(targets instanceof ort.Tensor ? { [this.graph.targets]: targets } : (targets as Record<string, ort.Tensor>)),
       [this.graph.learningRate]: new ort.Tensor('float32', Float32Array.of(learningRate), []),
       [this.graph.stepNumber]: new ort.Tensor('float32', Float32Array.of(this.stepCount), []),
     };
@@ -85,17 +90,23 @@ export class TrainingSession {
     return {
       loss: Number((outputs[this.graph.loss]!.data as Float32Array)[0]),
       logits: outputs[this.graph.logits]!.data as Float32Array,
+      ...(this.graph.extraOutputs.length > 0 ? { extra: new Map(this.graph.extraOutputs.map((name) => [name, outputs[name]!.data as Float32Array])) } : {}),
       ...(withGradients.length > 0 ? { gradients: new Map(withGradients.map((param) => [param.name, outputs[param.gradient!]!.data as Float32Array])) } : {}),
     };
   }
 
   /** Logits of a batch with the current weights (no update). */
   async evaluate(batch: Record<string, ort.Tensor>): Promise<Float32Array> {
+    return (await this.evaluateOutputs(batch, [this.graph.evaluationLogits])).get(this.graph.evaluationLogits)!;
+  }
+
+  /** The named forward outputs (logits and `extraOutputs`) of a batch with the current weights. */
+  async evaluateOutputs(batch: Record<string, ort.Tensor>, names: string[] = [this.graph.evaluationLogits, ...this.graph.extraOutputs]): Promise<Map<string, Float32Array>> {
     const feeds: Record<string, ort.Tensor> = { ...batch };
     for (const param of this.graph.params) feeds[param.input] = this.tensors.get(param.input)!;
     for (const buffer of this.graph.buffers) feeds[buffer.input] = this.tensors.get(buffer.input)!;
-    const outputs = await this.evaluationSession.run(feeds, [this.graph.evaluationLogits]);
-    return outputs[this.graph.evaluationLogits]!.data as Float32Array;
+    const outputs = await this.evaluationSession.run(feeds, names);
+    return new Map(names.map((name) => [name, outputs[name]!.data as Float32Array]));
   }
 
   /** The current value of a trainable parameter or buffer (the live array: copy it to keep it). */
