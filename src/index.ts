@@ -49,5 +49,8 @@ export { buildTrainingGraph, type TrainingGraph, type TrainingGraphSpec, type Op
 export { TrainingSession } from './autodiff/training-session.js';
 export { findBlocks, type Block } from './autodiff/blocks.js';
 export { partitionModel, type Partition } from './autodiff/partition.js';
+export { readDetectionDataset, detectionFormatOf } from './detector/read-dataset.js';
+export type { DetectionDataset, DetectionItem, DetectionFormat, DetectionSplitOptions } from './detector/detection-dataset.js';
+export type { Box, GroundTruthBox } from './detector/boxes.js';
 export { HeadstartError } from './util/errors.js';
 export { consoleReporter, silentReporter, type Reporter } from './util/progress.js';
