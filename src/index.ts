@@ -55,3 +55,4 @@ export type { Box, GroundTruthBox } from './detector/boxes.js';
 export { evaluateDetections, type Detection, type DetectionMetrics, type ClassDetectionMetrics, type EvaluatedImage } from './detector/coco-eval.js';
 export { HeadstartError } from './util/errors.js';
 export { consoleReporter, silentReporter, type Reporter } from './util/progress.js';
+export * from './generator/index.js';

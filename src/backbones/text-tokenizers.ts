@@ -75,6 +75,21 @@ export class HfTokenizer {
     const unk: number = this.tokenizer.model?.unk_token_id ?? 0;
     return { ids: [...this.prefix, ...kept.map((t: string) => this.vocabulary.get(t) ?? unk), ...this.suffix], truncated };
   }
+
+  /** Token ids of a text as it is, without the template's special tokens and without truncation (for causal LMs). */
+  ids(text: string): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /** Text of token ids; special tokens are dropped unless `keepSpecial`. */
+  decode(ids: readonly number[], keepSpecial = false): string {
+    return this.tokenizer.decode([...ids], { skip_special_tokens: !keepSpecial });
+  }
+
+  /** The id of a token (e.g. `<|endoftext|>`), if the vocabulary has it. */
+  tokenId(token: string): number | undefined {
+    return this.vocabulary.get(token);
+  }
 }
 
 /** Finds the template's special tokens around a single sequence by encoding a probe word with and without them. */

@@ -6,6 +6,7 @@ import { compareCommand } from './compare.js';
 import { demoCommand } from './demo.js';
 import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
+import { generateCommand } from './generate.js';
 import { modelsCommand } from './models.js';
 import { predictCommand } from './predict.js';
 import { reportCommand } from './report.js';
@@ -27,7 +28,8 @@ export async function main(argv: string[]): Promise<number> {
     .addCommand(reportCommand())
     .addCommand(compareCommand())
     .addCommand(exportCommand())
-    .addCommand(serveCommand());
+    .addCommand(serveCommand())
+    .addCommand(generateCommand());
   for (const command of program.commands) command.exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });
