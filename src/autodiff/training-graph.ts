@@ -67,6 +67,12 @@ export interface TrainingGraphSpec {
   /** Also output each parameter's gradient (for checks against other frameworks). */
   outputGradients?: boolean;
   /**
+   * Scale the gradients so their global L2 norm is at most this, as torch.nn.utils.clip_grad_norm_
+   * (factor max / (norm + 1e-6), capped at 1) before the update; the step then also outputs the norm
+   * before clipping (`gradientNorm`). Default: no clipping.
+   */
+  clipGradNorm?: number;
+  /**
    * BatchNormalization in the graph: 'frozen' (default) keeps the running statistics and trains
    * γ and β; 'update' normalises with batch statistics while training, as torch's train mode does,
    * and updates the running statistics (momentum 0.1, unbiased variance) for evaluation.
@@ -117,6 +123,8 @@ export interface TrainingGraph {
   learningRate: string;
   stepNumber: string;
   loss: string;
+  /** The global gradient norm before clipping ('' unless `clipGradNorm`). */
+  gradientNorm: string;
   logits: string;
   evaluationLogits: string;
   params: TrainableParam[];
@@ -178,6 +186,7 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   const targets = spec.loss ? '' : lossInputs[0]!.name;
 
   const gradients = addGradients(graph, info, { loss, wrt: spec.params.map((param) => param.name), origin });
+  const gradientNorm = spec.clipGradNorm !== undefined ? clipGradients(b, gradients, spec.clipGradNorm) : '';
 
   const o = b;
   const params: TrainableParam[] = [];
@@ -242,6 +251,7 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   }
   graph.outputs = [
     { name: loss, shape: [] },
+    ...(gradientNorm ? [{ name: gradientNorm, shape: [] }] : []),
     ...[logits, ...extraOutputs].map((name) => ({ name, shape: outputShape(name) })),
     ...buffers.map((buffer) => ({ name: buffer.output, shape: buffer.dims })),
     ...params.flatMap((param) => [param.output, ...param.state.map((s) => s.output), ...(param.gradient ? [param.gradient] : [])].map((name) => ({ name, shape: param.dims }))),
@@ -263,12 +273,24 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
     learningRate,
     stepNumber,
     loss,
+    gradientNorm,
     logits,
     evaluationLogits: logits,
     params,
     buffers,
     classes,
   };
+}
+
+/** Replaces each gradient by its clipped form (in `gradients`); returns the norm before clipping. */
+function clipGradients(b: GraphBuilder, gradients: Map<string, string>, maxNorm: number): string {
+  if (!(maxNorm > 0)) throw modelError(`clipGradNorm must be positive, got ${maxNorm}`);
+  const squares = [...gradients.values()].map((grad) => b.op('ReduceSum', [b.op('Mul', [grad, grad], {}, 'grad_squared', b.dims(grad))], { keepdims: attr.int(0) }, 'grad_square_sum', []));
+  const total = squares.length === 1 ? squares[0]! : b.op('Sum', squares, {}, 'grad_square_total', []);
+  const norm = b.op('Sqrt', [total], {}, 'gradient_norm', []);
+  const factor = b.op('Min', [b.scalar(1, 'float32'), b.op('Div', [b.scalar(maxNorm, 'float32'), b.op('Add', [norm, b.scalar(1e-6, 'float32')], {}, 'norm_eps', [])], {}, 'clip_ratio', [])], {}, 'clip_factor', []);
+  for (const [name, grad] of gradients) gradients.set(name, b.op('Mul', [grad, factor], {}, 'clipped_grad', b.dims(grad)));
+  return norm;
 }
 
 /** Mean over the batch of −Σₖ tₖ·log softmax(z)ₖ: cross-entropy against (possibly smoothed) targets. */

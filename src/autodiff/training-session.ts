@@ -16,6 +16,8 @@ export interface StepResult {
   extra?: Map<string, Float32Array>;
   /** Loss gradients by parameter name, when the graph outputs them. */
   gradients?: Map<string, Float32Array>;
+  /** The global gradient norm before clipping, when the graph clips. */
+  gradientNorm?: number;
 }
 
 /**
@@ -89,6 +91,7 @@ export class TrainingSession {
     const withGradients = this.graph.params.filter((param) => param.gradient);
     return {
       loss: Number((outputs[this.graph.loss]!.data as Float32Array)[0]),
+      ...(this.graph.gradientNorm ? { gradientNorm: Number((outputs[this.graph.gradientNorm]!.data as Float32Array)[0]) } : {}),
       logits: outputs[this.graph.logits]!.data as Float32Array,
       ...(this.graph.extraOutputs.length > 0 ? { extra: new Map(this.graph.extraOutputs.map((name) => [name, outputs[name]!.data as Float32Array])) } : {}),
       ...(withGradients.length > 0 ? { gradients: new Map(withGradients.map((param) => [param.name, outputs[param.gradient!]!.data as Float32Array])) } : {}),

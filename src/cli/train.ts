@@ -11,9 +11,15 @@ import { checkReplaceable } from '../util/atomic.js';
 import { cacheDirOf, emit, fraction, hubOptionsOf, integer, positiveNumber, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 import { formatSkipped, summaryOf } from './format.js';
 import { formatTextTraining } from './text-format.js';
+import { trainGenerate, withGenerateTrainOptions } from './train-generate.js';
 
 interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
-  task?: Modality;
+  task?: Modality | 'generate';
+  lora?: number;
+  loraAlpha?: number;
+  loraTargets?: string[];
+  blockLength?: number;
+  maxSteps?: number;
   backbone?: string;
   head: 'linear' | 'mlp' | 'knn' | 'centroid';
   optimizer?: 'adamw' | 'lbfgs';
@@ -58,11 +64,11 @@ function blockCount(value: string): number | 'all' {
 }
 
 export function trainCommand(): Command {
-  return withCommonOptions(withHubOptions(
+  return withCommonOptions(withHubOptions(withGenerateTrainOptions(
     new Command('train')
       .description('train a classifier on a labelled folder and evaluate it on held-out data')
       .argument('<data>', 'images: <data>/<class>/*.jpg or <data>/{train,val[,test]}/<class>/*.jpg; text: a CSV/TSV/JSONL file, a folder with train.<ext> [dev|val.<ext>, test.<ext>], or <data>/<class>/*.txt')
-      .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files)').choices(['image', 'text', 'audio']))
+      .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files)').choices(['image', 'text', 'audio', 'generate']))
       .option('-b, --backbone <ref>', 'builtin:<name>, hf:<owner>/<repo>[@rev], a Hugging Face ONNX folder, a TF.js model.json/folder, or a .onnx file (default: the task\'s bundled backbone)')
       .addOption(new Option('--head <type>', 'the classifier head').choices(['linear', 'mlp', 'knn', 'centroid']).default('linear'))
       .addOption(new Option('--optimizer <name>', 'adamw, or lbfgs (linear head, full batch)').choices(['adamw', 'lbfgs']))
@@ -98,8 +104,9 @@ export function trainCommand(): Command {
       .addOption(new Option('--pooling <mode>', 'text: transformers mean|cls, word vectors mean|sif|sif+max+min; audio: over windows, mean|mean-max').choices(['mean', 'cls', 'sif', 'sif+max+min', 'mean-max']))
       .option('--max-length <n>', 'text: truncate transformer inputs to <n> tokens', integer('--max-length', 3))
       .option('--no-baseline', 'text: do not train the TF-IDF baseline beside the model'),
-  )).action(async (data: string, options: TrainCommandOptions) => {
+  ))).action(async (data: string, options: TrainCommandOptions) => {
     const reporter = reporterFor(options);
+    if (options.task === 'generate') return trainGenerate(data, options, reporter);
     const task = options.task ?? (await inferTask(data));
     const datasetOptions = { textColumn: options.textColumn, labelColumn: options.labelColumn, validation: options.valData, test: options.testData, testFraction: options.testFraction };
     const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: hubOptionsOf(options) };

@@ -1,0 +1,62 @@
+import type { Command } from 'commander';
+import { fineTuneLm } from '../generator/fine-tune.js';
+import type { Reporter } from '../util/progress.js';
+import { usageError } from '../util/errors.js';
+import { emit, hubOptionsOf, integer, positiveNumber, type GlobalOptions, type HubCliOptions } from './common.js';
+
+/** Default base model of `train --task generate` when no --backbone is given: none ships, so one must be named. */
+export interface GenerateTrainOptions extends GlobalOptions, HubCliOptions {
+  backbone?: string;
+  out: string;
+  valData?: string;
+  valFraction?: number;
+  lora?: number;
+  loraAlpha?: number;
+  loraTargets?: string[];
+  blockLength?: number;
+  maxSteps?: number;
+  epochs?: number;
+  lr?: number;
+  batchSize?: number;
+  weightDecay?: number;
+  patience?: number;
+  seed: number;
+}
+
+/** The options only `--task generate` reads. */
+export function withGenerateTrainOptions(command: Command): Command {
+  return command
+    .option('--lora <rank>', 'generate: train LoRA adapters of this rank instead of every weight', integer('--lora', 1))
+    .option('--lora-alpha <alpha>', 'generate: LoRA scaling numerator (update × alpha/rank; default 8, as PEFT)', positiveNumber('--lora-alpha'))
+    .option('--lora-targets <modules...>', 'generate: module names LoRA adapts (default: PEFT\'s for the architecture, GPT-2: c_attn)')
+    .option('--block-length <n>', 'generate: tokens per training block (default 128, at most the context)', integer('--block-length', 8))
+    .option('--max-steps <n>', 'generate: stop after this many optimiser steps', integer('--max-steps', 1));
+}
+
+/** `headstart train <texts> --task generate`: fine-tunes a causal LM and writes its model folder. */
+export async function trainGenerate(data: string, options: GenerateTrainOptions, reporter: Reporter): Promise<void> {
+  if (!options.backbone) throw usageError('--task generate needs --backbone: a causal LM (a Hugging Face ONNX folder or hf:<owner>/<repo>, e.g. hf:onnx-community/gpt2)');
+  const result = await fineTuneLm(options.backbone, data, {
+    out: options.out,
+    valData: options.valData,
+    valShare: options.valFraction,
+    lora: options.lora ? { rank: options.lora, alpha: options.loraAlpha, targetModules: options.loraTargets } : undefined,
+    blockLength: options.blockLength,
+    maxSteps: options.maxSteps,
+    epochs: options.epochs,
+    learningRate: options.lr,
+    batchSize: options.batchSize,
+    weightDecay: options.weightDecay,
+    patience: options.patience,
+    seed: options.seed,
+    hub: hubOptionsOf(options),
+    reporter,
+  });
+  emit(options, { model: result.out, ...result, curve: undefined }, () =>
+    [
+      `held-out perplexity: ${result.perplexityBefore.toFixed(1)} before → ${result.perplexity.toFixed(1)} after ${result.steps} steps (${result.seconds.toFixed(0)} s${result.stoppedEarly ? ', stopped early' : ''})`,
+      `${result.trainTokens} training tokens, ${result.validationTokens} held out; ${result.chunkedDocuments} documents longer than a block were split across blocks`,
+      `model written to ${result.out}`,
+    ].join('\n'),
+  );
+}

@@ -1,0 +1,191 @@
+/**
+ * The causal LM's inference graph (with its KV cache) turned into the forward graph training
+ * differentiates: no cache inputs or outputs, a fixed block length, output tied to the input
+ * embedding again, and optionally LoRA adapters beside the target projections.
+ */
+import { attr, decodeModel, type OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
+import { ort } from '../backbones/onnx-session.js';
+import { unshareInitializers } from '../autodiff/model.js';
+import { pruneToOutputs, sortTopologically } from '../autodiff/graph-utils.js';
+import { probeTensorInfo, type TensorInfoMap } from '../autodiff/tensor-info.js';
+import { modelError, usageError } from '../util/errors.js';
+import type { Rng } from '../util/rng.js';
+
+export interface LoraSettings {
+  rank: number;
+  /** PEFT's lora_alpha: the update is scaled by alpha / rank (PEFT's default 8). */
+  alpha: number;
+  /** Module names the adapters go beside (GPT-2: `c_attn`, the fused query/key/value projection). */
+  targetModules: string[];
+}
+
+/** One LoRA adapter: its two matrices in PEFT's layout (A: rank × in, B: out × rank) and where it sits. */
+export interface LoraAdapter {
+  /** The adapted weight's initializer (e.g. `transformer.h.0.attn.c_attn.weight`). */
+  weight: string;
+  /** PEFT's module path (`transformer.h.0.attn.c_attn`). */
+  module: string;
+  a: string;
+  b: string;
+  inFeatures: number;
+  outFeatures: number;
+  /** The graph's Gemm multiplies x by W stored [in, out] (GPT-2's Conv1D; PEFT's fan_in_fan_out). */
+  fanInFanOut: boolean;
+}
+
+export interface LmTrainingForward {
+  graph: OnnxGraph;
+  info: TensorInfoMap;
+  logits: string;
+  blockLength: number;
+  vocabSize: number;
+  /** An output-projection initializer that was a copy of the transposed input embedding, now computed from it (tied weights). */
+  tied?: { embedding: string; copy: string };
+  adapters: LoraAdapter[];
+  /** Float weights of the base model (everything full fine-tuning trains). */
+  baseWeights: string[];
+}
+
+/** PEFT's module path of an initializer: the exporter's wrapper prefix (`m.`) and the `.weight` suffix dropped. */
+export function modulePath(initializer: string): string {
+  const stripped = initializer.replace(/\.weight$/, '');
+  const at = stripped.search(/(^|\.)(transformer|model|lm_head|gpt_neox)\./);
+  return at > 0 ? stripped.slice(at + 1) : stripped;
+}
+
+/**
+ * Derives the training forward graph from an inference graph of the Optimum layout: each
+ * `past_key_values.*` input becomes an empty tensor computed in the graph (so the exporter's
+ * Concat and Shape arithmetic sees a past of length 0, exactly as on a first generation step), and
+ * `logits` is the only output.
+ */
+export async function lmTrainingForward(
+  bytes: Uint8Array,
+  origin: string,
+  options: { blockLength: number; vocabSize: number; lora?: LoraSettings; rng: Rng; tieEmbeddings: boolean },
+): Promise<LmTrainingForward> {
+  const graph = decodeModel(bytes, origin);
+  const { blockLength } = options;
+  const pastInputs = graph.inputs.filter((input) => input.name.startsWith('past_key_values.'));
+  graph.inputs.splice(0, graph.inputs.length, ...graph.inputs.filter((input) => !input.name.startsWith('past_key_values.')));
+  for (const input of graph.inputs) {
+    if (!['input_ids', 'attention_mask', 'position_ids'].includes(input.name)) throw modelError(`unexpected graph input "${input.name}" for training`, origin);
+    input.shape = [-1, blockLength];
+  }
+  const prelude: OnnxGraph['nodes'] = [];
+  if (pastInputs.length > 0) {
+    const batch = graph.uniqueName('train_prep/batch');
+    prelude.push({ name: graph.uniqueName('train_prep/Shape'), op: 'Shape', inputs: ['input_ids'], outputs: [batch], attributes: { start: attr.int(0), end: attr.int(1) } });
+    for (const past of pastInputs) {
+      const [, heads, , headDim] = past.shape;
+      if (!(heads! > 0 && headDim! > 0)) throw modelError(`${past.name} has no fixed heads and head size [batch, heads, past, head]`, origin);
+      const rest = graph.addInt64Initializer(`${past.name}/empty_dims`, [heads!, 0, headDim!]);
+      const dims = graph.uniqueName(`${past.name}/dims`);
+      prelude.push({ name: graph.uniqueName(`${past.name}/Concat`), op: 'Concat', inputs: [batch, rest], outputs: [dims], attributes: { axis: attr.int(0) } });
+      prelude.push({ name: graph.uniqueName(`${past.name}/empty`), op: 'ConstantOfShape', inputs: [dims], outputs: [past.name], attributes: { value: attr.tensor({ dtype: 'float32', dims: [1], data: Float32Array.of(0) }) } });
+    }
+  }
+  graph.nodes.unshift(...prelude);
+  const logits = 'logits';
+  if (!graph.outputs.some((o) => o.name === logits)) throw modelError('the graph has no output "logits"', origin);
+  graph.outputs = [{ name: logits, shape: [-1, blockLength, options.vocabSize] }];
+  pruneToOutputs(graph);
+  unshareInitializers(graph);
+  const tied = options.tieEmbeddings ? retie(graph) : undefined;
+  const baseWeights = [...graph.initializers]
+    .filter(([, init]) => init.dtype === 'float32' && init.data.length >= 2)
+    .map(([name]) => name);
+  const adapters = options.lora ? addLora(graph, options.lora, options.rng, origin) : [];
+  sortTopologically(graph, origin);
+  const info = await probeTensorInfo(graph, origin, (batch) => ({
+    input_ids: new ort.Tensor('int64', new BigInt64Array(batch * blockLength), [batch, blockLength]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * blockLength).fill(1n), [batch, blockLength]),
+    ...(graph.inputs.some((i) => i.name === 'position_ids')
+      ? { position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: batch * blockLength }, (_, i) => BigInt(i % blockLength)), [batch, blockLength]) }
+      : {}),
+  }));
+  return { graph, info, logits, blockLength, vocabSize: options.vocabSize, tied, adapters, baseWeights };
+}
+
+/**
+ * PyTorch's exporter folds the tied output projection into its own initializer, the transposed
+ * input embedding. Training must update one matrix through both uses, so the copy becomes a
+ * Transpose of the embedding again (its gradient then adds to the embedding's).
+ */
+function retie(graph: OnnxGraph): { embedding: string; copy: string } | undefined {
+  const gathers = graph.nodes.filter((n) => n.op === 'Gather' && graph.initializers.get(n.inputs[0]!)?.dtype === 'float32');
+  for (const gather of gathers) {
+    const embedding = graph.initializers.get(gather.inputs[0]!)!;
+    const [vocab, hidden] = embedding.dims as [number, number];
+    for (const [name, init] of graph.initializers) {
+      if (name === gather.inputs[0] || init.dtype !== 'float32' || init.dims.length !== 2 || init.dims[0] !== hidden || init.dims[1] !== vocab) continue;
+      const e = embedding.data as Float32Array;
+      const c = init.data as Float32Array;
+      let same = true;
+      for (let i = 0; i < vocab && same; i += 97) for (let j = 0; j < hidden; j += 13) if (c[j * vocab + i] !== e[i * hidden + j]) same = false;
+      if (!same) continue;
+      graph.initializers.delete(name);
+      graph.nodes.unshift({ name: graph.uniqueName('train_prep/tied_output/Transpose'), op: 'Transpose', inputs: [gather.inputs[0]!], outputs: [name], attributes: { perm: attr.ints([1, 0]) } });
+      return { embedding: gather.inputs[0]!, copy: name };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * LoRA (Hu et al.) as PEFT builds it: y = x·W + b + (alpha/rank)·x·Aᵀ·Bᵀ beside each target
+ * projection, A from kaiming-uniform(a = √5) — uniform in ±1/√in — and B zero, so training starts
+ * from the base model exactly.
+ */
+function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string): LoraAdapter[] {
+  if (!(Number.isInteger(lora.rank) && lora.rank >= 1)) throw usageError(`LoRA rank must be an integer ≥ 1, got ${lora.rank}`);
+  const adapters: LoraAdapter[] = [];
+  const scaling = lora.alpha / lora.rank;
+  for (const node of [...graph.nodes]) {
+    if (node.op !== 'Gemm' && node.op !== 'MatMul') continue;
+    const weightName = node.inputs[1]!;
+    const weight = graph.initializers.get(weightName);
+    if (!weight || weight.dims.length !== 2) continue;
+    const module = modulePath(weightName);
+    if (!lora.targetModules.some((target) => module === target || module.endsWith(`.${target}`))) continue;
+    const transB = node.op === 'Gemm' && node.attributes.transB?.kind === 'int' && node.attributes.transB.value === 1;
+    if (node.op === 'Gemm' && node.attributes.transA?.kind === 'int' && node.attributes.transA.value === 1) throw modelError(`LoRA target ${node.name}: transposed input unsupported`, origin);
+    const [inFeatures, outFeatures] = transB ? [weight.dims[1]!, weight.dims[0]!] : [weight.dims[0]!, weight.dims[1]!];
+    const bound = 1 / Math.sqrt(inFeatures);
+    const a = graph.addFloatInitializer(`${module}.lora_A.weight`, [lora.rank, inFeatures], Float32Array.from({ length: lora.rank * inFeatures }, () => rng.uniform(-bound, bound)));
+    const b = graph.addFloatInitializer(`${module}.lora_B.weight`, [outFeatures, lora.rank], new Float32Array(outFeatures * lora.rank));
+    const x = node.inputs[0]!;
+    const original = node.outputs[0]!;
+    const base = graph.uniqueName(`${original}/base`);
+    node.outputs[0] = base;
+    const down = graph.uniqueName(`${module}/lora_down`);
+    const up = graph.uniqueName(`${module}/lora_up`);
+    // MatMul inputs may carry batch axes; Gemm needs 2-D (GPT-2's Conv1D is exported as a 2-D Gemm).
+    const gemm = node.op === 'Gemm';
+    graph.nodes.push(
+      gemm
+        ? { name: graph.uniqueName(`${module}/lora_A/Gemm`), op: 'Gemm', inputs: [x, a], outputs: [down], attributes: { transB: attr.int(1) } }
+        : { name: graph.uniqueName(`${module}/lora_A/MatMul`), op: 'MatMul', inputs: [x, transposed(graph, a)], outputs: [down], attributes: {} },
+      gemm
+        ? { name: graph.uniqueName(`${module}/lora_B/Gemm`), op: 'Gemm', inputs: [down, b], outputs: [up], attributes: { transB: attr.int(1), alpha: attr.float(scaling) } }
+        : { name: graph.uniqueName(`${module}/lora_B/MatMul`), op: 'MatMul', inputs: [down, scaledTransposed(graph, b, scaling)], outputs: [up], attributes: {} },
+      { name: graph.uniqueName(`${module}/lora/Add`), op: 'Add', inputs: [base, up], outputs: [original], attributes: {} },
+    );
+    adapters.push({ weight: weightName, module, a, b, inFeatures, outFeatures, fanInFanOut: !transB });
+  }
+  if (adapters.length === 0) throw usageError(`no projection matches the LoRA target modules ${lora.targetModules.join(', ')}`);
+  return adapters;
+}
+
+function transposed(graph: OnnxGraph, tensor: string): string {
+  const out = graph.uniqueName(`${tensor}/T`);
+  graph.nodes.push({ name: graph.uniqueName(`${tensor}/Transpose`), op: 'Transpose', inputs: [tensor], outputs: [out], attributes: { perm: attr.ints([1, 0]) } });
+  return out;
+}
+
+function scaledTransposed(graph: OnnxGraph, tensor: string, scale: number): string {
+  const factor = graph.addFloatInitializer(`${tensor}/scale`, [], Float32Array.of(scale));
+  const out = graph.uniqueName(`${tensor}/scaled`);
+  graph.nodes.push({ name: graph.uniqueName(`${tensor}/Mul`), op: 'Mul', inputs: [transposed(graph, tensor), factor], outputs: [out], attributes: {} });
+  return out;
+}

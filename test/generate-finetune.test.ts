@@ -1,0 +1,151 @@
+import { mkdtemp, readFile, rm, writeFile, mkdir, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTrainingGraph } from '../src/autodiff/training-graph.js';
+import { TrainingSession } from '../src/autodiff/training-session.js';
+import { decodeSafetensors } from '../src/artifacts/safetensors.js';
+import { HfTokenizer } from '../src/backbones/text-tokenizers.js';
+import { CausalLm, generate } from '../src/generator/index.js';
+import { packCorpus, readCorpus } from '../src/generator/corpus.js';
+import { blockFeeds } from '../src/generator/fine-tune.js';
+import { lmTrainingForward } from '../src/generator/lm-graph.js';
+import { causalLmLoss } from '../src/generator/lm-loss.js';
+import { logSoftmaxAt } from '../src/generator/perplexity.js';
+import { HeadstartError } from '../src/util/errors.js';
+import { Rng } from '../src/util/rng.js';
+import { runCli } from './helpers/cli.js';
+
+const MODEL = new URL('../../shared/models/gpt2-tiny-news', import.meta.url).pathname;
+/** PyTorch + PEFT on the same weights and batch (tools/generate-finetune-reference.py). */
+const REF = JSON.parse(readFileSync(new URL('./fixtures/generate/finetune-reference.json', import.meta.url), 'utf8'));
+const T = REF.block_length as number;
+const VOCAB = 8192;
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'headstart-lm-ft-'));
+});
+afterAll(async () => rm(dir, { recursive: true, force: true }));
+
+const corpusOfRef = () => ({ blockLength: T, ids: Int32Array.from(REF.ids), targets: Uint8Array.from(REF.ids, (_: number, i: number) => (i % T === 0 ? 0 : 1)), blocks: REF.ids.length / T, tokens: REF.ids.length, documents: 1, chunked: 0 });
+const bytes = () => readFile(join(MODEL, 'onnx/model.onnx')).then((b) => new Uint8Array(b));
+const close = (actual: number, expected: number, scale: number) => expect(Math.abs(actual - expected)).toBeLessThan(2e-3 * scale + 1e-6);
+
+describe('causal LM training graphs against PyTorch', () => {
+  it('full fine-tuning: loss and gradients (tied embedding included) equal transformers\'', async () => {
+    const forward = await lmTrainingForward(await bytes(), 'gpt2-tiny-news', { blockLength: T, vocabSize: VOCAB, rng: new Rng(0), tieEmbeddings: true });
+    expect(forward.tied).toBeDefined();
+    const onnxName = (hf: string) => forward.baseWeights.find((n) => n === hf || n.endsWith(`.${hf}`))!;
+    const names = Object.keys(REF.full.gradients);
+    const training = buildTrainingGraph({
+      graph: forward.graph, info: forward.info, logits: forward.logits, loss: causalLmLoss(forward.logits, T, VOCAB),
+      params: names.map((n) => ({ name: onnxName(n) })), optimizer: { kind: 'sgd', weightDecay: 0, momentum: 0 }, outputGradients: true, origin: 'gpt2-tiny-news',
+    });
+    const session = await TrainingSession.create(training, (n) => forward.graph.initializers.get(n)!.data as Float32Array, 'gpt2-tiny-news', 1);
+    const { batch, targets } = blockFeeds(corpusOfRef(), [0, 1]);
+    const result = await session.step(batch, targets, 0);
+    await session.release();
+    close(result.loss, REF.full.loss, 1);
+    for (const name of names) {
+      const reference = REF.full.gradients[name];
+      const grad = result.gradients!.get(onnxName(name))!;
+      const norm = Math.sqrt(grad.reduce((s, v) => s + v * v, 0));
+      expect(Math.abs(norm / reference.norm - 1), name).toBeLessThan(1e-3);
+      reference.indices.forEach((index: number, k: number) => close(grad[index]!, reference.values[k], reference.norm));
+    }
+  }, 60_000);
+
+  it('LoRA: B gradients, one AdamW step and the loss after it equal PEFT\'s', async () => {
+    const { rank, alpha, lr, weight_decay } = REF.lora;
+    const forward = await lmTrainingForward(await bytes(), 'gpt2-tiny-news', { blockLength: T, vocabSize: VOCAB, rng: new Rng(0), tieEmbeddings: true, lora: { rank, alpha, targetModules: ['c_attn'] } });
+    expect(forward.adapters.map((a) => a.module)).toEqual([0, 1, 2, 3].map((i) => `transformer.h.${i}.attn.c_attn`));
+    const training = buildTrainingGraph({
+      graph: forward.graph, info: forward.info, logits: forward.logits, loss: causalLmLoss(forward.logits, T, VOCAB),
+      params: forward.adapters.flatMap((a) => [{ name: a.a, decay: true }, { name: a.b, decay: true }]), optimizer: { kind: 'adamw', weightDecay: weight_decay }, outputGradients: true, origin: 'gpt2-tiny-news',
+    });
+    const isA = new Set(forward.adapters.map((a) => a.a));
+    const start = (n: string) => {
+      const data = forward.graph.initializers.get(n)!.data as Float32Array;
+      return isA.has(n) ? Float32Array.from(data, (_, k) => 0.1 * Math.sin(1 + k)) : data;
+    };
+    const session = await TrainingSession.create(training, start, 'gpt2-tiny-news', 1);
+    const corpus = corpusOfRef();
+    const { batch, targets } = blockFeeds(corpus, [0, 1]);
+    const result = await session.step(batch, targets, lr);
+    close(result.loss, REF.lora.loss, 1);
+    for (const adapter of forward.adapters) {
+      const key = `base_model.model.${adapter.module}.lora_B.default.weight`;
+      const grad = REF.lora.B_gradients[key];
+      const mine = result.gradients!.get(adapter.b)!;
+      grad.indices.forEach((index: number, k: number) => close(mine[index]!, grad.values[k], grad.norm));
+      const after = REF.lora.B_after_step[key];
+      const updated = session.weight(adapter.b);
+      after.indices.forEach((index: number, k: number) => close(updated[index]!, after.values[k], after.norm));
+    }
+    const logits = await session.evaluate(batch);
+    await session.release();
+    let nll = 0;
+    for (let r = 0; r < 2; r++) for (let i = 0; i + 1 < T; i++) nll -= logSoftmaxAt(logits, (r * T + i) * VOCAB, VOCAB, REF.ids[r * T + i + 1]);
+    close(nll / (2 * (T - 1)), REF.lora.loss_after_step, 1);
+  }, 60_000);
+});
+
+describe('training texts', () => {
+  it('names the file and line of invalid UTF-8, and refuses an empty corpus', async () => {
+    const bad = join(dir, 'bad.txt');
+    await writeFile(bad, Buffer.concat([Buffer.from('fine line\nanother\n'), Buffer.from([0x66, 0xff, 0x0a])]));
+    const error = await readCorpus(bad).catch((e) => e);
+    expect(error).toBeInstanceOf(HeadstartError);
+    expect(error.message).toBe(`${bad}: line 3: not valid UTF-8 (save the file as UTF-8)`);
+    const empty = join(dir, 'empty.txt');
+    await writeFile(empty, '\n\n  \n');
+    await expect(readCorpus(empty)).rejects.toThrow(/the corpus is empty/);
+  });
+
+  it('splits .txt on blank lines; JSONL prompt/completion puts the loss on the completion only; long documents are counted', async () => {
+    const tokenizer = await HfTokenizer.fromFolder(MODEL);
+    const folder = join(dir, 'texts');
+    await mkdir(folder, { recursive: true });
+    await writeFile(join(folder, 'a.txt'), 'first document\n\nsecond one\nstill second\n');
+    await writeFile(join(folder, 'b.jsonl'), `${JSON.stringify({ prompt: 'Q: two plus two?', completion: ' A: four' })}\n`);
+    const documents = await readCorpus(folder);
+    expect(documents.map((d) => ('text' in d ? d.text : d.completion))).toEqual(['first document', 'second one\nstill second', ' A: four']);
+    const packed = packCorpus(documents, tokenizer, 4, 0);
+    const prompt = tokenizer.ids('Q: two plus two?').length;
+    const completion = tokenizer.ids(' A: four').length + 1;
+    const stream = tokenizer.ids('first document').length + tokenizer.ids('second one\nstill second').length + 2;
+    expect(packed.tokens).toBe(stream + prompt + completion);
+    expect(packed.chunked).toBe(documents.length - documents.filter((d) => ('text' in d ? tokenizer.ids(d.text).length + 1 : prompt + completion) <= 4).length);
+    // Inside the prompt no position is a target; in the completion every one is (but a block's first).
+    const targets = [...packed.targets];
+    for (let i = stream; i < Math.min(stream + prompt, packed.blocks * 4); i++) expect(targets[i]).toBe(0);
+    for (let i = stream + prompt; i < packed.blocks * 4; i++) expect(targets[i]).toBe(i % 4 === 0 ? 0 : 1);
+  });
+});
+
+describe('headstart train --task generate', () => {
+  it('LoRA: perplexity falls, the folder generates, and holds a PEFT adapter', async () => {
+    const texts = join(dir, 'fortunes.txt');
+    const lines = readFileSync(new URL('../../shared/data/text/sst2/train.tsv', import.meta.url), 'utf8').split('\n').slice(1, 1500);
+    await writeFile(texts, lines.map((l) => l.split('\t')[0]).join('\n\n'));
+    const out = join(dir, 'lora-model');
+    const run = await runCli(['train', texts, '--task', 'generate', '--backbone', MODEL, '--lora', '8', '--max-steps', '12', '--block-length', '64', '--out', out, '--json', '-q']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
+    expect(metrics.perplexity).toBeLessThan(metrics.perplexityBefore);
+    const config = JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8'));
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 8, target_modules: ['c_attn'], fan_in_fan_out: true });
+    const adapter = decodeSafetensors(new Uint8Array(await readFile(join(out, 'adapter_model.safetensors'))), 'adapter');
+    expect(Object.keys(adapter).sort()).toEqual([0, 1, 2, 3].flatMap((i) => ['A', 'B'].map((m) => `base_model.model.transformer.h.${i}.attn.c_attn.lora_${m}.weight`)).sort());
+    expect(adapter['base_model.model.transformer.h.0.attn.c_attn.lora_B.weight']!.shape).toEqual([768, 8]);
+    // The folder is a decoder folder of its own (LoRA merged), with the base model's inputs and outputs.
+    const tuned = await CausalLm.open(out, { threads: 1 });
+    const [result] = await generate(tuned, ['the movie'], { maxNewTokens: 5, temperature: 0 });
+    await tuned.dispose();
+    expect(result!.tokenIds.length).toBeGreaterThan(0);
+    expect((await stat(join(out, 'manifest.json'))).isFile()).toBe(true);
+  }, 120_000);
+});
