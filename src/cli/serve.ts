@@ -1,6 +1,8 @@
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
+import { CausalLm, chatTemplateOf, isCausalLmFolder } from '../generator/causal-lm.js';
+import { DEFAULT_COMPLETION_LIMITS, type LanguageModelToServe } from '../serve/completions.js';
 import { createServer, DEFAULT_BATCHING, DEFAULT_LIMITS, type ModelToServe } from '../serve/server.js';
 import { usageError } from '../util/errors.js';
 import { cacheDirOf, hubOptionsOf, integer, positiveNumber, reporterFor, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
@@ -15,13 +17,15 @@ interface ServeCommandOptions extends GlobalOptions, HubCliOptions {
   maxTextLength: number;
   maxInputs: number;
   maxConcurrent: number;
+  maxNewTokens: number;
+  maxGenerations: number;
   logLevel: string;
 }
 
 export function serveCommand(): Command {
   return withHubOptions(new Command('serve'))
-    .description('serve trained models over HTTP: POST /v1/models/<name>/predict, GET /v1/models, /healthz, /metrics')
-    .argument('<models...>', 'model folders written by `headstart train`; served under their folder name, or name=folder')
+    .description('serve trained models over HTTP: POST /v1/models/<name>/predict, GET /v1/models, /healthz, /metrics; causal LMs at POST /v1/completions and /v1/chat/completions (OpenAI format)')
+    .argument('<models...>', 'model folders written by `headstart train` (or causal LM folders / hf: references); served under their folder name, or name=folder')
     .option('-p, --port <port>', 'TCP port (0: any free one)', integer('--port'), 8080)
     .option('--host <host>', 'interface to listen on (0.0.0.0 for every one)', '127.0.0.1')
     .option('--max-batch <n>', 'inputs per backbone call', integer('--max-batch', 1), DEFAULT_BATCHING.maxBatch)
@@ -31,6 +35,8 @@ export function serveCommand(): Command {
     .option('--max-text-length <n>', 'longest text, in characters', integer('--max-text-length', 1), DEFAULT_LIMITS.maxTextLength)
     .option('--max-inputs <n>', 'most inputs in one batch request', integer('--max-inputs', 1), DEFAULT_LIMITS.maxBatchInputs)
     .option('--max-concurrent <n>', 'prediction requests processed at once (then 429)', integer('--max-concurrent', 1), DEFAULT_LIMITS.maxConcurrent)
+    .option('--max-new-tokens <n>', 'language models: most tokens one request may generate', integer('--max-new-tokens', 1), DEFAULT_COMPLETION_LIMITS.maxNewTokens)
+    .option('--max-generations <n>', 'language models: generations running at once (then 429)', integer('--max-generations', 1), DEFAULT_COMPLETION_LIMITS.maxConcurrentGenerations)
     .addOption(new Option('--log-level <level>', 'JSON log level on stdout').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .option('--cache-dir <dir>', 'where converted backbones are cached (default ~/.cache/headstart)')
     .action(async (folders: string[], options: ServeCommandOptions) => {
@@ -44,10 +50,18 @@ export function serveCommand(): Command {
       // Progress goes to stderr; stdout carries the JSON logs alone.
       const reporter = reporterFor({ ...options, quiet: options.logLevel === 'silent' } as GlobalOptions);
       const models: ModelToServe[] = [];
+      const languageModels: LanguageModelToServe[] = [];
       try {
-        for (const { name, folder } of named) models.push({ name, classifier: await Classifier.load(folder, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) }) });
+        for (const { name, folder } of named) {
+          if (folder.startsWith('hf:') || (await isCausalLmFolder(folder))) {
+            const lm = await CausalLm.open(folder, { hub: hubOptionsOf(options), reporter });
+            languageModels.push({ name, lm, chatTemplate: await chatTemplateOf(lm.folder) });
+          } else models.push({ name, classifier: await Classifier.load(folder, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) }) });
+        }
         const server = await createServer(models, {
           logger: { level: options.logLevel },
+          languageModels,
+          completionLimits: { maxNewTokens: options.maxNewTokens, maxPromptLength: options.maxTextLength, maxConcurrentGenerations: options.maxGenerations },
           batching: { maxBatch: options.maxBatch, maxWaitMs: options.maxWaitMs },
           limits: {
             maxBodyBytes: Math.round(options.maxBodyMb * 1024 * 1024),
@@ -61,6 +75,7 @@ export function serveCommand(): Command {
         await untilSignalled(server.app.log, () => server.close());
       } finally {
         for (const { classifier } of models) await classifier.dispose();
+        for (const { lm } of languageModels) await lm.dispose();
       }
     });
 }

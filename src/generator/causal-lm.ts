@@ -199,6 +199,24 @@ export function causalLmFiles(listing: string[]): string[] {
   return [...side.filter((f) => present.has(f)), ...listing.filter((p) => p.startsWith(`${graph}_data`)), graph];
 }
 
+/** Whether a folder holds a causal LM (a decoder graph and a config naming a causal-LM architecture, or a headstart generate model). */
+export async function isCausalLmFolder(folder: string): Promise<boolean> {
+  let graph = false;
+  for (const g of CAUSAL_LM_GRAPHS) if ((await stat(join(folder, g)).catch(() => undefined))?.isFile()) graph = true;
+  if (!graph) return false;
+  const config = await readJsonFile<Record<string, any>>(join(folder, 'config.json')).catch(() => undefined);
+  return Array.isArray(config?.architectures) && config.architectures.some((a: unknown) => typeof a === 'string' && /CausalLM$|LMHeadModel$/.test(a));
+}
+
+/** The tokenizer's chat template (tokenizer_config.json), the default one when it names several. */
+export async function chatTemplateOf(folder: string): Promise<string | undefined> {
+  const config = await readJsonFile<Record<string, any>>(join(folder, 'tokenizer_config.json')).catch(() => undefined);
+  const template = config?.chat_template;
+  if (typeof template === 'string') return template;
+  if (Array.isArray(template)) return template.find((t: any) => t?.name === 'default')?.template ?? template[0]?.template;
+  return undefined;
+}
+
 async function findGraph(folder: string): Promise<string> {
   for (const graph of CAUSAL_LM_GRAPHS) {
     const path = join(folder, graph);

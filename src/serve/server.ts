@@ -5,6 +5,7 @@
  *   GET  /v1/models                  what is served
  *   GET  /healthz                    200 while serving, 503 while shutting down
  *   GET  /metrics                    Prometheus text: requests, latency, batch sizes, process memory
+ *   POST /v1/completions, /v1/chat/completions   causal LMs, OpenAI's format (completions.ts)
  *
  * Each request's inputs are checked against the limits and decoded on their own (so one bad image
  * fails only its request), then queued for the model's micro-batcher, which runs one backbone call
@@ -16,6 +17,7 @@ import { topPredictions, type Classifier, type Prediction } from '../classifier/
 import { probabilitiesWithTemperature } from '../evaluate/calibration.js';
 import { HeadstartError, messageOf } from '../util/errors.js';
 import { MicroBatcher, type BatcherOptions } from './batcher.js';
+import { DEFAULT_COMPLETION_LIMITS, registerCompletionRoutes, type CompletionLimits, type LanguageModelToServe } from './completions.js';
 import { HttpError, mediaType, readRequestInputs, type InputLimits } from './inputs.js';
 import { ServerMetrics, type RejectionReason } from './metrics.js';
 
@@ -39,6 +41,9 @@ export interface ServeOptions {
   batching?: Partial<BatcherOptions>;
   /** Fastify's logger: pino options, `false` for none (default: JSON lines at info on stdout). */
   logger?: FastifyServerOptions['logger'];
+  /** Causal LMs served OpenAI-style at /v1/completions and /v1/chat/completions. */
+  languageModels?: LanguageModelToServe[];
+  completionLimits?: Partial<CompletionLimits>;
 }
 
 export interface ModelToServe {
@@ -157,6 +162,7 @@ export async function createServer(models: ModelToServe[], options: ServeOptions
   );
   app.get('/v1/models', async () => ({ models: [...served.values()].map((model) => model.describe()) }));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
+  registerCompletionRoutes(app, options.languageModels ?? [], { ...DEFAULT_COMPLETION_LIMITS, ...options.completionLimits });
 
   app.post<{ Params: { name: string }; Querystring: { top_k?: string } }>(
     '/v1/models/:name/predict',
