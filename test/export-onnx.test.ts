@@ -110,7 +110,7 @@ describe('ONNX export of a hymenoptera classifier (MobileNetV2 α=0.35)', () => 
   });
 
   it('exports int8 weights 3× smaller that lose at most 2 points of accuracy on the labelled validation set', async () => {
-    const int8 = await exportClassifier(classifier, { quantize: 'int8' });
+    const int8 = await exportClassifier(classifier, { quantize: 'int8-weights' });
     expect(int8.quantization!.tensors).toBeGreaterThan(30);
     expect(int8.onnx.byteLength).toBeLessThan(fp32.onnx.byteLength / 3);
     expect(int8.metadata.provenance?.quantization).toMatchObject({ tensors: int8.quantization!.tensors });
@@ -149,7 +149,7 @@ describe('ONNX export of a hymenoptera classifier (MobileNetV2 α=0.35)', () => 
       for (const file of (await readdir(join(HYMENOPTERA, 'val', label))).slice(0, 3)) await copyFile(join(HYMENOPTERA, 'val', label, file), join(labelled, label, file));
     }
     const out = join(work, 'cli.int8.onnx');
-    const result = await runCli(['export', modelDir, '--format', 'onnx', '--quantize', 'int8', '--out', out, '--evaluate', labelled, '--cache-dir', cacheDir, '--json', '--quiet']);
+    const result = await runCli(['export', modelDir, '--format', 'onnx', '--quantize', 'int8-weights', '--out', out, '--evaluate', labelled, '--cache-dir', cacheDir, '--json', '--quiet']);
     expect(result.code, result.stderr).toBe(0);
     const json = JSON.parse(result.stdout);
     expect(json).toMatchObject({ file: out, quantization: { tensors: expect.any(Number) }, evaluation: { inputs: 6, accuracyDrop: expect.any(Number) } });
@@ -331,11 +331,11 @@ describe('ONNX export of word-vector and TF-IDF text models', () => {
     }
   });
 
-  it('stores the vector table as int8 rows with --quantize int8 (3.5× smaller), dequantising only the gathered rows', async () => {
+  it('stores the vector table as int8 rows with --quantize int8-weights (3.5× smaller), dequantising only the gathered rows', async () => {
     const classifier = await TextClassifier.train({ data, backbone: GLOVE_20K, cacheDir });
     try {
       const fp32 = await exportClassifier(classifier);
-      const int8 = await exportClassifier(classifier, { quantize: 'int8' });
+      const int8 = await exportClassifier(classifier, { quantize: 'int8-weights' });
       expect(int8.quantization).toMatchObject({ tensors: 1, floatBytes: 8_000_000, int8Bytes: 2_080_000 });
       expect(int8.onnx.byteLength).toBeLessThan(fp32.onnx.byteLength / 3.5);
       const { items } = await classifier.adapter.readLabelled(join(work, 'held-out.csv'), classifier.labels);

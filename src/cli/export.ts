@@ -2,15 +2,21 @@ import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
 import { EXPORT_FILE_GUARD } from '../export/exported-model.js';
-import { compareOnLabelled, exportClassifier, type LabelledComparison } from '../export/onnx-export.js';
+import { CALIBRATION_METHODS, DEFAULT_CALIBRATION, type CalibrationMethod } from '../export/calibrate.js';
+import { compareOnLabelled, DEFAULT_CALIBRATION_COUNT, exportClassifier, QUANTIZE_SCHEMES, type LabelledComparison, type QuantizeScheme } from '../export/onnx-export.js';
 import { checkReplaceable, writeFileAtomic } from '../util/atomic.js';
 import type { ExportedInput } from '../web/format.js';
-import { cacheDirOf, emit, hubOptionsOf, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
+import { usageError } from '../util/errors.js';
+import { cacheDirOf, emit, integer, positiveNumber, hubOptionsOf, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
 interface ExportCommandOptions extends GlobalOptions, HubCliOptions {
   format: 'onnx';
   out?: string;
-  quantize?: 'int8';
+  quantize?: QuantizeScheme;
+  calibrate?: string;
+  calibration: CalibrationMethod;
+  percentile: number;
+  calibrationCount: number;
   evaluate?: string;
 }
 
@@ -21,9 +27,19 @@ export function exportCommand(): Command {
       .argument('<model>', 'a model folder written by `headstart train`')
       .addOption(new Option('--format <format>', 'file format').choices(['onnx']).default('onnx'))
       .option('-o, --out <file>', 'where to write it (default: <model>.onnx, or <model>.int8.onnx)')
-      .addOption(new Option('--quantize <scheme>', 'store Conv/MatMul/Gemm weights as int8 (per-channel scales): ~4× smaller').choices(['int8']))
+      .addOption(
+        new Option(
+          '--quantize <scheme>',
+          'int8: weights and activations int8, run on integer kernels (faster and ~4× smaller); int8-weights: only the weights stored as int8 (~4× smaller, float speed; for onnxruntime-web downloads)',
+        ).choices([...QUANTIZE_SCHEMES]),
+      )
+      .option('--calibrate <data>', 'for --quantize int8: a dataset whose training inputs set the activation scales (default: the data the model was trained on)')
+      .addOption(new Option('--calibration <method>', 'for --quantize int8: how activation ranges are set').choices([...CALIBRATION_METHODS]).default(DEFAULT_CALIBRATION.method))
+      .option('--percentile <p>', 'for --calibration percentile: the share of values the range holds, in %', positiveNumber('--percentile'), DEFAULT_CALIBRATION.percentile)
+      .option('--calibration-count <n>', 'for --quantize int8: how many training inputs to calibrate on', integer('--calibration-count', 1), DEFAULT_CALIBRATION_COUNT)
       .option('--evaluate <data>', 'labelled data to compare the exported file with the library on (accuracy and its drop)'),
   )).action(async (model: string, options: ExportCommandOptions) => {
+    if (options.calibrate && options.quantize !== 'int8') throw usageError('--calibrate sets the activation scales of --quantize int8; it does nothing without it');
     const reporter = reporterFor(options);
     const out = resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}${options.quantize ? `.${options.quantize}` : ''}.onnx`);
     // Before the work, so a path that would be refused is not found out only after the export.
@@ -31,7 +47,10 @@ export function exportCommand(): Command {
     const classifier = await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) });
     try {
       const task = reporter.task(`exporting ${basename(model)}`, 1, 'models');
-      const result = await exportClassifier(classifier, { quantize: options.quantize });
+      const result = await exportClassifier(classifier, {
+        quantize: options.quantize,
+        calibration: { data: options.calibrate, method: options.calibration, percentile: options.percentile, count: options.calibrationCount },
+      });
       await writeFileAtomic(out, result.onnx, { guard: EXPORT_FILE_GUARD });
       task.done(megabytes(result.onnx.byteLength));
       let evaluation: LabelledComparison | undefined;
@@ -45,12 +64,17 @@ export function exportCommand(): Command {
         { file: out, bytes: result.onnx.byteLength, metadata: result.metadata, quantization: result.quantization, check: result.check, evaluation: evaluation ?? null },
         () =>
           [
-            `${out} (${megabytes(result.onnx.byteLength)}, ${result.quantization ? 'int8 weights' : 'fp32'})`,
+            `${out} (${megabytes(result.onnx.byteLength)}, ${options.quantize === 'int8' ? 'int8' : options.quantize === 'int8-weights' ? 'int8 weights' : 'fp32'})`,
             `  input   ${describeInput(input)}`,
             `  output  ${output.name}: float32 [batch, ${output.classes}] probabilities of ${classifier.labels.join(', ')}`,
             `  check   max |Δp| against the library ${result.check.maxAbsDifference.toExponential(1)} on ${result.check.inputs} probe ${classifier.adapter.noun}`,
             ...(result.quantization
-              ? [`  int8    ${result.quantization.tensors} weight tensors, ${megabytes(result.quantization.floatBytes)} → ${megabytes(result.quantization.int8Bytes)}`]
+              ? [
+                  `  int8    ${result.quantization.tensors} weight tensors, ${megabytes(result.quantization.floatBytes)} → ${megabytes(result.quantization.int8Bytes)}` +
+                    (result.quantization.calibration
+                      ? `; ${result.quantization.activations} activations, ${result.quantization.calibration.method} calibration on ${result.quantization.calibration.inputs} training ${classifier.adapter.noun}`
+                      : ''),
+                ]
               : []),
             ...(evaluation
               ? [

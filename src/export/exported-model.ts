@@ -22,6 +22,9 @@ export const EXPORT_FILE_GUARD: ReplaceGuard = {
   isOurs: isExportedModelFile,
 };
 
+/** One input as an export takes it: pixels, token ids, samples, or a text (word-vector and TF-IDF exports). */
+export type PreparedInput = Uint8Array | number[] | Float32Array | string;
+
 /**
  * An exported classifier run with onnxruntime-node, fed as any consumer would feed it (pixels,
  * token ids, or for word-vector and TF-IDF exports texts featurised from the file's metadata): used
@@ -54,6 +57,43 @@ export class ExportedModel {
 
   /** Probabilities (batch × classes) for uint8 RGB images already at the input size (HWC). */
   async probabilities(images: Uint8Array[]): Promise<Float32Array> {
+    return this.run(this.pixelFeeds(images));
+  }
+
+  /** Probabilities for token id sequences (special tokens included), padded here. */
+  async probabilitiesOfTokens(sequences: number[][]): Promise<Float32Array> {
+    return this.run(this.tokenFeeds(sequences));
+  }
+
+  /** Probabilities for mono clips at the export's sample rate, samples in [-1, 1]: one run per clip (the graph takes one). */
+  async probabilitiesOfSamples(clips: Float32Array[]): Promise<Float32Array> {
+    const classes = this.metadata.output.classes;
+    const out = new Float32Array(clips.length * classes);
+    for (const [i, clip] of clips.entries()) out.set(await this.run(this.sampleFeeds(clip)), i * classes);
+    return out;
+  }
+
+  /** Probabilities for texts, featurised as the file's metadata says (word-vector and TF-IDF exports). */
+  async probabilitiesOfTexts(texts: string[]): Promise<Float32Array> {
+    return this.run(this.textFeeds(texts));
+  }
+
+  /**
+   * The float32 values of any of the graph's outputs for one input, prepared as for the methods
+   * above (pixels, token ids, samples or a text): what int8 calibration reads.
+   */
+  async outputsFor(input: PreparedInput, names: string[]): Promise<Record<string, Float32Array>> {
+    const kind = this.metadata.input.kind;
+    const feeds =
+      kind === 'image' ? this.pixelFeeds([input as Uint8Array])
+      : kind === 'text' ? this.tokenFeeds([input as number[]])
+      : kind === 'audio' ? this.sampleFeeds(input as Float32Array)
+      : this.textFeeds([input as string]);
+    const result = await this.session.run(feeds, names);
+    return Object.fromEntries(names.map((name) => [name, result[name]!.data as Float32Array]));
+  }
+
+  private pixelFeeds(images: Uint8Array[]): Record<string, ort.Tensor> {
     const input = this.metadata.input;
     if (input.kind !== 'image') throw modelError('this export takes text, not pixels');
     const { width, height, name } = input;
@@ -63,33 +103,26 @@ export class ExportedModel {
       if (pixels.length !== size) throw dataError(`expected ${width}×${height} RGB pixels (${size} bytes), got ${pixels.length} bytes`);
       batch.set(pixels, i * size);
     });
-    return this.run({ [name]: new ort.Tensor('uint8', batch, [images.length, height, width, 3]) });
+    return { [name]: new ort.Tensor('uint8', batch, [images.length, height, width, 3]) };
   }
 
-  /** Probabilities for token id sequences (special tokens included), padded here. */
-  async probabilitiesOfTokens(sequences: number[][]): Promise<Float32Array> {
+  private tokenFeeds(sequences: number[][]): Record<string, ort.Tensor> {
     const input = this.metadata.input;
     if (input.kind !== 'text') throw modelError(`this export takes ${input.kind === 'image' ? 'pixels' : 'texts'}, not transformer token ids`);
     const { ids, mask, length } = padTokenIds(sequences, input.padId);
     const dims = [sequences.length, length];
-    return this.run({ [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) });
+    return { [input.idsName]: new ort.Tensor('int64', ids, dims), [input.maskName]: new ort.Tensor('int64', mask, dims) };
   }
 
-  /** Probabilities for mono clips at the export's sample rate, samples in [-1, 1]: one run per clip (the graph takes one). */
-  async probabilitiesOfSamples(clips: Float32Array[]): Promise<Float32Array> {
+  private sampleFeeds(clip: Float32Array): Record<string, ort.Tensor> {
     const input = this.metadata.input;
     if (input.kind !== 'audio') throw modelError(`this export takes ${input.kind === 'image' ? 'pixels' : 'text'}, not audio samples`);
-    const classes = this.metadata.output.classes;
-    const out = new Float32Array(clips.length * classes);
-    for (const [i, clip] of clips.entries()) out.set(await this.run({ [input.name]: new ort.Tensor('float32', clip, [1, clip.length]) }), i * classes);
-    return out;
+    return { [input.name]: new ort.Tensor('float32', clip, [1, clip.length]) };
   }
 
-  /** Probabilities for texts, featurised as the file's metadata says (word-vector and TF-IDF exports). */
-  async probabilitiesOfTexts(texts: string[]): Promise<Float32Array> {
+  private textFeeds(texts: string[]): Record<string, ort.Tensor> {
     if (!this.featurizer) throw modelError(`this export takes ${this.metadata.input.kind === 'image' ? 'pixels' : 'token ids from its tokenizer'}, not texts`);
-    const feeds = Object.fromEntries(Object.entries(this.featurizer.feeds(texts)).map(([name, t]) => [name, new ort.Tensor(t.type, t.data, t.dims)]));
-    return this.run(feeds);
+    return Object.fromEntries(Object.entries(this.featurizer.feeds(texts)).map(([name, t]) => [name, new ort.Tensor(t.type, t.data, t.dims)]));
   }
 
   private async run(feeds: Record<string, ort.Tensor>): Promise<Float32Array> {

@@ -27,22 +27,45 @@ import { encodeModel, IR_VERSION, OnnxGraph, OPSET_VERSION } from '../backbones/
 import type { Classifier } from '../classifier/classifier.js';
 import type { LabelledItem } from '../data/dataset.js';
 import { prepareImagePixels } from '../data/image-decode.js';
-import { modelError, messageOf } from '../util/errors.js';
+import { dataError, modelError, messageOf, usageError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { sha256 } from '../util/hash.js';
 import { Rng } from '../util/rng.js';
 import { VERSION } from '../version.js';
 import { EXPORT_FORMAT_VERSION, metadataProps, type ExportMetadata, type Provenance } from '../web/format.js';
-import { ExportedModel } from './exported-model.js';
+import { ExportedModel, type PreparedInput } from './exported-model.js';
 import { HeadGraphBuilder, MIN_EXPORT_OPSET } from './head-graph.js';
 import { quantizeWeights, type QuantizationReport } from './quantize.js';
+import { calibrateRanges, checkCalibration, DEFAULT_CALIBRATION, type CalibrationSettings } from './calibrate.js';
+import { applyQuantization, planQuantization } from './quantize-static.js';
 
 const { onnx } = onnxProto;
 
+export const QUANTIZE_SCHEMES = ['int8', 'int8-weights'] as const;
+export type QuantizeScheme = (typeof QUANTIZE_SCHEMES)[number];
+
 export interface ExportOptions {
-  /** Store large weights as int8 (see quantize.ts). */
-  quantize?: 'int8';
+  /**
+   * `int8`: static int8, activations calibrated on training inputs, run by integer kernels
+   * (quantize-static.ts): faster and smaller. `int8-weights`: int8 weights dequantised to float at
+   * run time (quantize.ts): smaller only, but exact float activations.
+   */
+  quantize?: QuantizeScheme;
+  /** For `int8`: how activation ranges are calibrated, and on what. */
+  calibration?: CalibrationOptions;
 }
+
+export interface CalibrationOptions extends Partial<CalibrationSettings> {
+  /** Raw inputs to calibrate on; default `count` of the training inputs the manifest names (or of `data`). */
+  inputs?: (Uint8Array | string)[];
+  /** A dataset (as `train` reads it) whose training inputs to calibrate on, instead of the model's own. */
+  data?: string;
+  /** How many inputs, drawn with a fixed seed; default 48. */
+  count?: number;
+}
+
+/** A few dozen inputs pin every activation's range; more change the scales by well under a step. */
+export const DEFAULT_CALIBRATION_COUNT = 48;
 
 /** How the exported file's probabilities compare with the library's on the same pixels. */
 export interface ExportComparison {
@@ -159,7 +182,7 @@ function assemble(
   graph.input = inputs;
   graph.output = [tensorInfo(outputName, onnx.TensorProto.DataType.FLOAT, ['batch', numClasses])];
   graph.name = 'headstart_classifier';
-  return { outputName, quantization: options.quantize === 'int8' ? quantizeWeights(graph) : null };
+  return { outputName, quantization: options.quantize === 'int8-weights' ? quantizeWeights(graph) : null };
 }
 
 function provenanceOf(classifier: Classifier, quantization: QuantizationReport | null): Provenance {
@@ -177,32 +200,111 @@ function provenanceOf(classifier: Classifier, quantization: QuantizationReport |
   };
 }
 
-/** Metadata in, bytes out, then the self-check against the library on `probes`. */
+/** Metadata in, bytes out (statically quantised if asked), then the self-check against the library on `probes`. */
 async function finish(
   classifier: Classifier,
   backbone: BackboneGraph,
   metadata: ExportMetadata,
-  quantization: QuantizationReport | null,
+  weightQuantization: QuantizationReport | null,
   probes: (Uint8Array | string)[],
   origin: string,
+  options: ExportOptions,
 ): Promise<ExportResult> {
   const { model } = backbone;
-  const props = metadataProps(metadata);
-  model.metadataProps = [
-    ...(model.metadataProps ?? []).filter((entry) => !(entry.key! in props)),
-    ...Object.entries(props).map(([key, value]) => ({ key, value })),
-  ];
   model.producerName = 'headstart';
   model.producerVersion = VERSION;
   const takes = { image: 'uint8 RGB pixels', text: 'token ids and attention mask', words: 'word ids and mask', tfidf: 'TF-IDF rows', audio: `${metadata.input.kind === 'audio' ? metadata.input.sampleRate : ''} Hz mono samples` }[metadata.input.kind];
   model.docString = `headstart ${metadata.modality} classifier (${classifier.labels.join(', ')}) on ${classifier.backbone.reference.id}: ${takes} in, probabilities out`;
-  const bytes = onnx.ModelProto.encode(model).finish();
+  const encode = () => {
+    const props = metadataProps(metadata);
+    model.metadataProps = [
+      ...(model.metadataProps ?? []).filter((entry) => !(entry.key! in props)),
+      ...Object.entries(props).map(([key, value]) => ({ key, value })),
+    ];
+    return onnx.ModelProto.encode(model).finish();
+  };
+  let bytes = encode();
+  let quantization = weightQuantization;
+  if (options.quantize === 'int8') {
+    quantization = await quantizeStatically(classifier, model, bytes, backbone.prefix, options.calibration ?? {}, origin);
+    metadata.provenance = provenanceOf(classifier, quantization);
+    bytes = encode();
+  }
 
   const check = await compareWithLibrary(classifier, bytes, probes);
   if (!quantization && !(check.maxAbsDifference <= FP32_CHECK_TOLERANCE)) {
     throw modelError(`the exported graph disagrees with the library (max probability difference ${check.maxAbsDifference}); please report this`, origin);
   }
   return { onnx: bytes, metadata, quantization, check };
+}
+
+/**
+ * Static int8 in place on `model` (whose float encoding is `fp32`): plans what to quantise (the
+ * backbone's nodes, not those the export added under `prefix`: pixel scaling, pooling, head),
+ * calibrates those activations on the float file run as a consumer runs it, and rewrites.
+ */
+async function quantizeStatically(
+  classifier: Classifier,
+  model: OnnxTypes.ModelProto,
+  fp32: Uint8Array,
+  prefix: string,
+  options: CalibrationOptions,
+  origin: string,
+): Promise<QuantizationReport> {
+  const settings: CalibrationSettings = { method: options.method ?? DEFAULT_CALIBRATION.method, percentile: options.percentile ?? DEFAULT_CALIBRATION.percentile };
+  checkCalibration(settings);
+  const graph = model.graph!;
+  const plan = planQuantization(graph, (node) => (node.name ?? '').startsWith(prefix));
+  if (plan.ops.length === 0) {
+    throw usageError(
+      `--quantize int8 found nothing to run on integer kernels in this ${classifier.manifest.modality} model (backbone ${classifier.backbone.reference.id}): ` +
+        `its graph is table look-ups and the head, which stay float; use --quantize int8-weights to store its tables as int8`,
+    );
+  }
+  const inputs = await calibrationInputs(classifier, options);
+  // The float file with every planned tensor as an extra output, run on the calibration inputs.
+  const instrumented = onnx.ModelProto.decode(fp32);
+  const measured = plan.tensors.filter((tensor) => !plan.sameRangeAs.has(tensor));
+  instrumented.graph!.output = [...instrumented.graph!.output!, ...measured.map((name) => ({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } }))];
+  const runner = await ExportedModel.load(onnx.ModelProto.encode(instrumented).finish());
+  let ranges;
+  try {
+    const prepared: PreparedInput[] = [];
+    for (const input of inputs) {
+      try {
+        prepared.push(await prepareForExport(classifier, runner, input));
+      } catch {
+        // An unreadable training input calibrates nothing; the others still do.
+      }
+    }
+    if (prepared.length === 0) throw dataError('none of the calibration inputs could be read', origin);
+    ranges = await calibrateRanges({ inputs: prepared.length, run: (i, tensors) => runner.outputsFor(prepared[i]!, tensors) }, measured, settings);
+    return applyQuantization(graph, plan, ranges, { ...settings, inputs: prepared.length });
+  } finally {
+    await runner.release();
+  }
+}
+
+/** The raw inputs to calibrate on: given, or drawn (seeded) from the training split of `data` or of the data the model was trained on. */
+async function calibrationInputs(classifier: Classifier, options: CalibrationOptions): Promise<(Uint8Array | string)[]> {
+  const count = options.count ?? DEFAULT_CALIBRATION_COUNT;
+  if (!Number.isInteger(count) || count < 1) throw usageError(`the number of calibration inputs must be a positive integer; got ${count}`);
+  if (options.inputs) {
+    if (options.inputs.length === 0) throw usageError('static int8 quantisation needs at least one calibration input; none were given');
+    return options.inputs.slice(0, count);
+  }
+  const origin = options.data ?? (classifier.manifest.training?.data as { origin?: unknown } | undefined)?.origin;
+  if (typeof origin !== 'string') {
+    throw usageError('--quantize int8 calibrates on the training data, and this model\'s manifest does not say where that is; pass --calibrate <data>');
+  }
+  let dataset;
+  try {
+    dataset = await classifier.adapter.readDataset(origin, {});
+  } catch (error) {
+    throw dataError(`--quantize int8 calibrates on the model's training data, which cannot be read (${messageOf(error)}); pass --calibrate <data>`, origin, error);
+  }
+  const items = new Rng(0).shuffle([...dataset.train]).slice(0, count);
+  return Promise.all(items.map((item) => item.load()));
 }
 
 async function exportImageClassifier(classifier: Classifier, backbone: ImageBackbone, options: ExportOptions): Promise<ExportResult> {
@@ -241,7 +343,7 @@ async function exportImageClassifier(classifier: Classifier, backbone: ImageBack
     preprocessing: pre,
     provenance: provenanceOf(classifier, quantization),
   };
-  return finish(classifier, graph, metadata, quantization, await probeImages(), spec.origin);
+  return finish(classifier, graph, metadata, quantization, await probeImages(), spec.origin, options);
 }
 
 /**
@@ -284,7 +386,7 @@ async function exportTextClassifier(classifier: Classifier, backbone: Transforme
     provenance: provenanceOf(classifier, quantization),
     tokenizer: { tokenizer: JSON.parse(tokenizerText) as object, config: tokenizerConfig as object },
   };
-  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, spec.model);
+  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, spec.model, options);
 }
 
 /**
@@ -314,7 +416,7 @@ async function exportWordVectorClassifier(classifier: Classifier, backbone: Word
     provenance: provenanceOf(classifier, quantization),
     vocabulary: table.words,
   };
-  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, table.origin);
+  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, table.origin, options);
 }
 
 /**
@@ -341,7 +443,7 @@ async function exportTfidfClassifier(classifier: Classifier, backbone: TfidfBack
     provenance: provenanceOf(classifier, quantization),
     tfidf: state,
   };
-  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, 'tfidf');
+  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, 'tfidf', options);
 }
 
 /**
@@ -397,7 +499,7 @@ async function exportSpeechEmbeddingClassifier(classifier: Classifier, backbone:
     preprocessing,
     provenance: provenanceOf(classifier, quantization),
   };
-  return finish(classifier, merged, metadata, quantization, await probeClips(), spec.embeddingModel);
+  return finish(classifier, merged, metadata, quantization, await probeClips(), spec.embeddingModel, options);
 }
 
 /** Seeded clips for the audio self-check: shorter than one STFT frame, shorter than a window, a few seconds; 8 kHz (resampled) and 16 kHz. */

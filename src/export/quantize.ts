@@ -30,9 +30,12 @@ export interface QuantizationReport {
   /** Their size before and after, in bytes. */
   floatBytes: number;
   int8Bytes: number;
+  /** Static schemes: activation tensors quantised, and the calibration that set their scales. */
+  activations?: number;
+  calibration?: { method: string; percentile: number; inputs: number };
 }
 
-export const INT8_SCHEME = 'int8 weights, per-output-channel symmetric scales, DequantizeLinear (activations stay float32); embedding tables per row, dequantised after the Gather';
+export const INT8_WEIGHTS_SCHEME = 'int8 weights, per-output-channel symmetric scales, DequantizeLinear (activations stay float32); embedding tables per row, dequantised after the Gather';
 
 /** Weights smaller than this stay float: biases and tiny kernels save nothing and lose accuracy. */
 const MIN_ELEMENTS = 1024;
@@ -53,7 +56,7 @@ export function quantizeWeights(graph: OnnxTypes.IGraphProto): QuantizationRepor
     axes.set(weight, axes.has(weight) && axes.get(weight) !== axis ? null : axis);
   }
 
-  const report: QuantizationReport = { scheme: INT8_SCHEME, tensors: 0, floatBytes: 0, int8Bytes: 0 };
+  const report: QuantizationReport = { scheme: INT8_WEIGHTS_SCHEME, tensors: 0, floatBytes: 0, int8Bytes: 0 };
   const dequantizers: OnnxTypes.INodeProto[] = [];
   const taken = new Set([...initializers.keys(), ...nodes.flatMap((node) => [...(node.output ?? []), node.name ?? ''])]);
   const fresh = (hint: string) => {
@@ -153,7 +156,7 @@ function quantizeEmbeddingTables(
 }
 
 /** The output-channel axis of a node's weight (input 1), or undefined for nodes whose weights stay float. */
-function channelAxis(node: OnnxTypes.INodeProto, weight: OnnxTypes.ITensorProto): number | undefined {
+export function channelAxis(node: OnnxTypes.INodeProto, weight: OnnxTypes.ITensorProto): number | undefined {
   const rank = weight.dims?.length ?? 0;
   if (node.opType === 'Conv') return 0;
   if (node.opType === 'MatMul' && rank === 2) return 1;
@@ -165,7 +168,7 @@ function channelAxis(node: OnnxTypes.INodeProto, weight: OnnxTypes.ITensorProto)
 }
 
 /** Weights held in Constant nodes (common in PyTorch exports) become initializers, so they can be quantised too. */
-function inlineWeightConstants(graph: OnnxTypes.IGraphProto): void {
+export function inlineWeightConstants(graph: OnnxTypes.IGraphProto): void {
   const weightInputs = new Set((graph.node ?? []).filter((node) => ['Conv', 'MatMul', 'Gemm'].includes(node.opType ?? '')).map((node) => node.input?.[1]));
   const kept: OnnxTypes.INodeProto[] = [];
   for (const node of graph.node ?? []) {
@@ -180,7 +183,7 @@ function inlineWeightConstants(graph: OnnxTypes.IGraphProto): void {
   graph.node = kept;
 }
 
-function floatsOf(tensor: OnnxTypes.ITensorProto): Float32Array | undefined {
+export function floatsOf(tensor: OnnxTypes.ITensorProto): Float32Array | undefined {
   if (tensor.dataType !== FLOAT || tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) return undefined;
   // Copied: decoded raw_data is a view (a Buffer in Node) into the file's bytes, possibly not 4-byte aligned.
   if (tensor.rawData?.length) return new Float32Array(new Uint8Array(tensor.rawData).buffer);
