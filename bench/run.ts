@@ -17,6 +17,7 @@ import { readImageFolder } from '../src/data/image-folder.js';
 import { extractFeatures } from '../src/features/extract.js';
 import { fitHead } from '../src/train/fit.js';
 import { shipBench } from './ship.js';
+import { quantizeBench } from './quantize.js';
 import { textBench } from './text.js';
 import { fineTuneBench } from './finetune.js';
 import { audioBench } from './audio.js';
@@ -185,6 +186,8 @@ async function main() {
 await main();
 // Ship it: export parity and int8 accuracy, then the HTTP server under load (bench/ship.ts).
 await shipBench();
+// Static int8 export against fp32 and onnxruntime's quantize_static: speed and accuracy (bench/quantize.ts).
+await quantizeBench();
 // Text encoders' speed and the text targets, TF-IDF beside (bench/text.ts).
 await textBench();
 // Fine-tuning inside the backbone: training-step speed against PyTorch, hymenoptera frozen vs unfrozen, the scratch CNN (bench/finetune.ts).
