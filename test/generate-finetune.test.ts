@@ -13,6 +13,7 @@ import { blockFeeds } from '../src/generator/fine-tune.js';
 import { lmTrainingForward } from '../src/generator/lm-graph.js';
 import { causalLmLoss } from '../src/generator/lm-loss.js';
 import { logSoftmaxAt } from '../src/generator/perplexity.js';
+import { exportLmFolder } from '../src/generator/lm-export.js';
 import { HeadstartError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 import { runCli } from './helpers/cli.js';
@@ -143,9 +144,23 @@ describe('headstart train --task generate', () => {
     expect(adapter['base_model.model.transformer.h.0.attn.c_attn.lora_B.weight']!.shape).toEqual([768, 8]);
     // The folder is a decoder folder of its own (LoRA merged), with the base model's inputs and outputs.
     const tuned = await CausalLm.open(out, { threads: 1 });
-    const [result] = await generate(tuned, ['the movie'], { maxNewTokens: 5, temperature: 0 });
+    const [result] = await generate(tuned, ['the movie'], { maxNewTokens: 12, temperature: 0 });
     await tuned.dispose();
-    expect(result!.tokenIds.length).toBeGreaterThan(0);
     expect((await stat(join(out, 'manifest.json'))).isFile()).toBe(true);
+    // Exported, transformers.js loads it as any Hugging Face ONNX decoder and decodes the same greedy tokens.
+    const exported = join(dir, 'exported');
+    const written = await exportLmFolder(out, exported);
+    expect(written.files).toContain('onnx/model.onnx');
+    const { AutoTokenizer, AutoModelForCausalLM, env } = await import('@huggingface/transformers');
+    env.allowRemoteModels = false;
+    env.localModelPath = `${dir}/`;
+    const tokenizer = await AutoTokenizer.from_pretrained('exported');
+    const model = await AutoModelForCausalLM.from_pretrained('exported', { dtype: 'fp32' });
+    const inputs = tokenizer('the movie');
+    const output = (await model.generate({ ...inputs, max_new_tokens: 12, do_sample: false })) as unknown as { data: BigInt64Array };
+    const promptLength = tuned.tokenizer.ids('the movie').length;
+    const theirs = Array.from(output.data, Number).slice(promptLength);
+    expect(theirs.slice(0, result!.tokenIds.length)).toEqual(result!.tokenIds);
+    await model.dispose();
   }, 120_000);
 });

@@ -1,6 +1,8 @@
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
+import { isCausalLmFolder } from '../generator/causal-lm.js';
+import { exportLmFolder } from '../generator/lm-export.js';
 import { EXPORT_FILE_GUARD } from '../export/exported-model.js';
 import { CALIBRATION_METHODS, DEFAULT_CALIBRATION, type CalibrationMethod } from '../export/calibrate.js';
 import { compareOnLabelled, DEFAULT_CALIBRATION_COUNT, exportClassifier, QUANTIZE_SCHEMES, type LabelledComparison, type QuantizeScheme } from '../export/onnx-export.js';
@@ -24,7 +26,7 @@ export function exportCommand(): Command {
   return withCommonOptions(withHubOptions(
     new Command('export')
       .description('write the model as one ONNX file (backbone + head + softmax, labels in its metadata) that runs without headstart')
-      .argument('<model>', 'a model folder written by `headstart train`')
+      .argument('<model>', 'a model folder written by `headstart train` (a language model exports as a Hugging Face ONNX folder)')
       .addOption(new Option('--format <format>', 'file format').choices(['onnx']).default('onnx'))
       .option('-o, --out <file>', 'where to write it (default: <model>.onnx, or <model>.int8.onnx)')
       .addOption(
@@ -41,6 +43,12 @@ export function exportCommand(): Command {
   )).action(async (model: string, options: ExportCommandOptions) => {
     if (options.calibrate && options.quantize !== 'int8') throw usageError('--calibrate sets the activation scales of --quantize int8; it does nothing without it');
     const reporter = reporterFor(options);
+    if (await isCausalLmFolder(model)) {
+      // A language model exports as a Hugging Face ONNX folder (LoRA merged), not one file.
+      const written = await exportLmFolder(model, resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}-onnx`));
+      emit(options, written, () => `${written.out}: ${written.files.join(', ')} (Hugging Face ONNX layout; transformers.js and headstart generate load it)`);
+      return;
+    }
     const out = resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}${options.quantize ? `.${options.quantize}` : ''}.onnx`);
     // Before the work, so a path that would be refused is not found out only after the export.
     await checkReplaceable(out, 'file', EXPORT_FILE_GUARD);
