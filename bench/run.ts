@@ -21,6 +21,7 @@ import { quantizeBench } from './quantize.js';
 import { textBench } from './text.js';
 import { fineTuneBench } from './finetune.js';
 import { audioBench } from './audio.js';
+import { generateBench } from './generate.js';
 import type { FeatureSet } from '../src/heads/head.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -194,3 +195,5 @@ await textBench();
 await fineTuneBench();
 // Audio: speech-embedding extraction speed on FSDD, the official-split accuracy, speakers held out (bench/audio.ts).
 await audioBench();
+// Text generation: GPT-2 124M decode and training steps against PyTorch, fine-tuning gpt2-tiny-news on fortunes (bench/generate.ts).
+await generateBench();

@@ -147,6 +147,14 @@ describe('headstart train --task generate', () => {
     const [result] = await generate(tuned, ['the movie'], { maxNewTokens: 12, temperature: 0 });
     await tuned.dispose();
     expect((await stat(join(out, 'manifest.json'))).isFile()).toBe(true);
+    // The report carries the curves, both perplexities and generations before and after from held-out openings.
+    const html = await readFile(join(out, 'report.html'), 'utf8');
+    const report = JSON.parse(html.match(/<script type="application\/json" id="report-data">(.*?)<\/script>/s)![1]!.replace(/\\u003c/g, '<'));
+    expect(report).toMatchObject({ kind: 'lm', perplexity: metrics.perplexity, perplexityBefore: metrics.perplexityBefore, steps: 12 });
+    expect(report.curve).toHaveLength(12);
+    expect(report.curve.filter((p: any) => p.validationLoss !== undefined).length).toBeGreaterThan(3);
+    expect(report.samples.length).toBeGreaterThan(0);
+    for (const sample of report.samples) expect(typeof sample.before === 'string' && typeof sample.after === 'string').toBe(true);
     // Exported, transformers.js loads it as any Hugging Face ONNX decoder and decodes the same greedy tokens.
     const exported = join(dir, 'exported');
     const written = await exportLmFolder(out, exported);
@@ -162,5 +170,21 @@ describe('headstart train --task generate', () => {
     const theirs = Array.from(output.data, Number).slice(promptLength);
     expect(theirs.slice(0, result!.tokenIds.length)).toEqual(result!.tokenIds);
     await model.dispose();
-  }, 120_000);
+  }, 300_000);
+});
+
+describe('compare --task generate', () => {
+  it('the pre-trained model beats its architecture from random initialisation on the same budget', async () => {
+    const { compareLm } = await import('../src/generator/compare.js');
+    const texts = join(dir, 'news.txt');
+    const lines = readFileSync(new URL('../../shared/data/text/agnews/dev.tsv', import.meta.url), 'utf8').split('\n').slice(0, 300);
+    await writeFile(texts, lines.map((l) => l.split('\t')[0]).join('\n\n'));
+    const result = await compareLm(MODEL, texts, { maxSteps: 4, blockLength: 32, evalEvery: 2, threads: 1 });
+    const [pretrained, scratch] = result.contenders;
+    expect(pretrained.steps).toBe(4);
+    expect(scratch.steps).toBe(4);
+    expect(scratch.perplexityBefore).toBeGreaterThan(5000); // about the vocabulary size: it knows nothing
+    expect(pretrained.perplexity).toBeLessThan(scratch.perplexity / 5);
+    expect(pretrained.curve.map((p) => p.trainTokens)).toEqual([2 * 8 * 32, 4 * 8 * 32]);
+  }, 300_000);
 });

@@ -9,10 +9,12 @@ import { SCRATCH_CNN_DEFAULTS, scratchCnnContender } from '../finetune/scratch-c
 import { usageError } from '../util/errors.js';
 import { COMPARE_PAGE_GUARD, writeCompareReport } from '../report/compare-report.js';
 import { checkReplaceable } from '../util/atomic.js';
+import { compareGenerate } from './compare-generate.js';
 import { cacheDirOf, emit, fraction, hubOptionsOf, integer, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
 interface CompareCommandOptions extends GlobalOptions, HubCliOptions {
-  task?: Modality;
+  task?: Modality | 'generate';
+  maxSteps?: number;
   backbone?: string;
   sizes?: Shots[];
   seeds: number;
@@ -32,7 +34,8 @@ export function compareCommand(): Command {
     new Command('compare')
       .description('measure the head start: a pre-trained backbone vs a from-scratch baseline, same head, same seeded draws, growing training sets')
       .argument('<data>', 'labelled data, as for `headstart train`')
-      .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files)').choices(['image', 'text', 'audio']))
+      .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files); generate: a causal LM fine-tuned vs from scratch').choices(['image', 'text', 'audio', 'generate']))
+      .option('--max-steps <n>', 'generate: optimiser steps per contender (default one epoch)', integer('--max-steps', 1))
       .option('-b, --backbone <ref>', "the pre-trained backbone (default: the task's bundled backbone)")
       .option('--sizes <list>', `training examples per class, comma-separated, "all" for everything (default ${DEFAULT_COMPARE_SIZES.join(',')}, those every class can supply)`, sizesOption)
       .option('--seeds <n>', 'seeded draws per size', integer('--seeds', 1), 5)
@@ -47,6 +50,7 @@ export function compareCommand(): Command {
       .option('--cnn-size <px>', `--scratch-cnn: input side in pixels (default ${SCRATCH_CNN_DEFAULTS.size})`, integer('--cnn-size', 16)),
   )).action(async (data: string, options: CompareCommandOptions) => {
     const reporter = reporterFor(options);
+    if (options.task === 'generate') return compareGenerate(data, options, reporter);
     const absolute = resolve(data);
     const out = options.out ?? join(dirname(absolute), `${basename(absolute, extname(absolute))}-compare.html`);
     // Before the runs, so a refused --out is not found out only after them.

@@ -13,6 +13,7 @@ import { causalLmLoss, LM_TARGETS, LM_WEIGHTS } from './lm-loss.js';
 import { logSoftmaxAt } from './perplexity.js';
 import { generate } from './generate.js';
 import { saveLmFolder } from './lm-folder.js';
+import { writeLmReport } from '../report/lm-report.js';
 
 export interface LmFineTuneOptions {
   /** Where the model folder is written. */
@@ -46,8 +47,10 @@ export interface LmFineTuneOptions {
   fromScratch?: boolean;
   seed?: number;
   threads?: number;
-  /** Prompts generated from (greedy, 40 tokens) before and after, for the report. */
+  /** Prompts generated from (greedy, 40 tokens) before and after, for the report (default: the first 8 tokens of three held-out blocks). */
   samplePrompts?: string[];
+  /** Write report.html into the folder (default true). */
+  report?: boolean;
   hub?: { offline?: boolean; token?: string };
   reporter?: Reporter;
 }
@@ -60,6 +63,7 @@ export interface LmFineTuneResult {
   seconds: number;
   trainTokens: number;
   validationTokens: number;
+  blockLength: number;
   chunkedDocuments: number;
   /** Training loss per step and held-out loss per evaluation. */
   curve: { step: number; loss: number; validationLoss?: number; learningRate: number }[];
@@ -121,7 +125,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
     const session = await TrainingSession.create(training, initial, lm.graphPath, options.threads);
     try {
       const evaluate = async (limit?: number) => validationLoss(session, validation, settings.batchSize, lm.vocabSize, limit);
-      const samplePrompts = options.samplePrompts ?? [];
+      const samplePrompts = options.samplePrompts ?? defaultPrompts(lm, validation);
       const before = samplePrompts.length && !options.fromScratch ? await generate(lm, samplePrompts, { maxNewTokens: 40, temperature: 0 }) : [];
       const perplexityBefore = Math.exp(await evaluate());
       reporter.info(`held-out perplexity before: ${perplexityBefore.toFixed(1)}`);
@@ -191,6 +195,13 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
           await tuned.dispose();
         }
       }
+      if (options.report !== false) {
+        await writeLmReport(folder, {
+          base: lm.reference, perplexityBefore, perplexity, steps: step, seconds, trainTokens: train.blocks * blockLength, validationTokens: validation.blocks * blockLength,
+          chunkedDocuments: train.chunked, curve, samples,
+          settings: { data, valData: options.valData ?? null, blockLength, batchSize: settings.batchSize, learningRate, lora: lora ?? null, fromScratch: Boolean(options.fromScratch), stoppedEarly, bestStep: best.step },
+        });
+      }
       return {
         out: folder,
         perplexityBefore,
@@ -199,6 +210,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
         seconds,
         trainTokens: train.blocks * blockLength,
         validationTokens: validation.blocks * blockLength,
+        blockLength,
         chunkedDocuments: train.chunked,
         curve,
         samples,
@@ -210,6 +222,13 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
   } finally {
     await lm.dispose();
   }
+}
+
+/** Three held-out openings (blocks at the start, middle and end), 8 tokens each. */
+function defaultPrompts(lm: CausalLm, validation: PackedCorpus): string[] {
+  const T = validation.blockLength;
+  const picks = [...new Set([0, Math.floor(validation.blocks / 2), validation.blocks - 1])];
+  return picks.map((b) => lm.tokenizer.decode(Array.from(validation.ids.subarray(b * T, b * T + 8)))).filter((p) => p.trim().length > 0);
 }
 
 function definedOnly<T extends object>(options: T): Partial<T> {
