@@ -161,3 +161,31 @@ describe('headstart generate', () => {
     expect(long.stderr).toMatch(/the prompt has 30\d tokens; this model's context is 256/);
   });
 });
+
+describe('hf: references', () => {
+  it('pulls a causal LM through the shared Hugging Face cache (only its files), then opens it offline, pinned to the commit', async () => {
+    const { startHubServer } = await import('./helpers/hub-server.js');
+    const server = await startHubServer([{ id: 'test-org/gpt2-tiny-news', dir: MODEL }]);
+    const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-lm-hub-'));
+    try {
+      const hub = { endpoint: server.url, cacheDir, offline: false };
+      const lm = await CausalLm.open('hf:test-org/gpt2-tiny-news', { hub, threads: 1 });
+      expect(lm.reference).toBe(`hf:test-org/gpt2-tiny-news@${server.commitOf('test-org/gpt2-tiny-news')}`);
+      const [result] = await generate(lm, ['The stock market'], { maxNewTokens: 4 });
+      await lm.dispose();
+      const local = await CausalLm.open(MODEL, { threads: 1 });
+      const [expected] = await generate(local, ['The stock market'], { maxNewTokens: 4 });
+      await local.dispose();
+      expect(result!.tokenIds).toEqual(expected!.tokenIds);
+      const downloaded = server.requests.filter((r) => r.path.includes('/resolve/')).map((r) => r.path.split('/resolve/')[1]!.split('/').slice(1).join('/')).sort();
+      expect(downloaded).toEqual(['config.json', 'generation_config.json', 'onnx/model.onnx', 'tokenizer.json', 'tokenizer_config.json']);
+      server.reset();
+      const offline = await CausalLm.open('hf:test-org/gpt2-tiny-news', { hub: { ...hub, offline: true }, threads: 1 });
+      await offline.dispose();
+      expect(server.requests).toHaveLength(0);
+    } finally {
+      await server.close();
+      await rm(cacheDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -81,7 +81,8 @@ export async function* streamGenerate(lm: CausalLm, prompts: readonly string[], 
         continue;
       }
       const offset = (b * sequence + sequence - 1) * vocab;
-      const last = logits.slice(offset, offset + vocab);
+      // A view, unless the penalty must change values (the logits are read-only otherwise).
+      const last = settings.repetitionPenalty === 1 ? logits.subarray(offset, offset + vocab) : logits.slice(offset, offset + vocab);
       if (settings.repetitionPenalty !== 1) applyRepetitionPenalty(last, [...row.prompt, ...row.generated], settings.repetitionPenalty);
       const token = pickToken(last, settings, rng);
       nextIds.push(token);
