@@ -52,6 +52,8 @@ export { partitionModel, type Partition } from './autodiff/partition.js';
 export { readDetectionDataset, detectionFormatOf } from './detector/read-dataset.js';
 export type { DetectionDataset, DetectionItem, DetectionFormat, DetectionSplitOptions } from './detector/detection-dataset.js';
 export type { Box, GroundTruthBox } from './detector/boxes.js';
+export { Detector, BUILTIN_DETECTORS, type DetectOptions, type DetectorLoadOptions, type ImageDetections, type LabelledDetection } from './detector/detector.js';
+export { COCO_CLASSES } from './detector/coco-classes.js';
 export { evaluateDetections, type Detection, type DetectionMetrics, type ClassDetectionMetrics, type EvaluatedImage } from './detector/coco-eval.js';
 export { HeadstartError } from './util/errors.js';
 export { consoleReporter, silentReporter, type Reporter } from './util/progress.js';

@@ -189,34 +189,51 @@ async function convertOnce(
   readSource: () => Promise<TfjsModelSource> | TfjsModelSource,
   output: string | undefined,
 ): Promise<ConvertedGraph> {
+  return cachedConversion<ConvertedGraph>(options, label, key, async () => {
+    const source = await readSource();
+    const converted = convertTfjsToOnnx(source, output ? { output } : undefined);
+    const info: ConvertedGraph = {
+      model: 'model.onnx',
+      origin: source.origin,
+      sha256: sha256(converted.onnx),
+      inputName: converted.inputName,
+      outputName: converted.outputName,
+      pooling: 'none',
+      inputShape: converted.inputShape,
+    };
+    return { onnx: converted.onnx, info };
+  });
+}
+
+/**
+ * A conversion done once and kept in `<cacheDir>/converted/<label>-<key>/` (model.onnx + info.json),
+ * written atomically; `model` and `origin` in the result point at the cached file. Shared by every
+ * model headstart converts (backbones, the builtin detector).
+ */
+export async function cachedConversion<Info extends { model: string; origin: string }>(
+  options: { cacheDir: string; reporter?: Reporter },
+  label: string,
+  key: string,
+  produce: () => Promise<{ onnx: Uint8Array; info: Info }>,
+): Promise<Info> {
   const dir = join(options.cacheDir, 'converted', `${label}-${key.slice(0, 16)}`);
   const infoPath = join(dir, 'info.json');
-  const cached = await readJsonFile<ConvertedGraph>(infoPath).catch(() => undefined);
+  const cached = await readJsonFile<Info>(infoPath).catch(() => undefined);
   if (cached) return { ...cached, model: join(dir, 'model.onnx'), origin: join(dir, 'model.onnx') };
 
   const reporter = options.reporter ?? silentReporter;
   const task = reporter.task(`converting ${label} to ONNX`, 1, 'models');
-  const source = await readSource();
-  const converted = convertTfjsToOnnx(source, output ? { output } : undefined);
-  const info: ConvertedGraph = {
-    model: 'model.onnx',
-    origin: source.origin,
-    sha256: sha256(converted.onnx),
-    inputName: converted.inputName,
-    outputName: converted.outputName,
-    pooling: 'none',
-    inputShape: converted.inputShape,
-  };
+  const { onnx, info } = await produce();
   await writeDirAtomic(dir, async (temp) => {
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(join(temp, 'model.onnx'), converted.onnx);
+    await writeFile(join(temp, 'model.onnx'), onnx);
     await writeFile(join(temp, 'info.json'), JSON.stringify(info, null, 2));
   }, cacheEntryGuard('converted model', 'info.json')).catch(async (error) => {
     // Another process may have converted it at the same time; theirs is as good as ours.
     if (await readJsonFile(infoPath).catch(() => undefined)) return;
     throw error;
   });
-  task.done(`${(converted.onnx.byteLength / 1e6).toFixed(1)} MB`);
+  task.done(`${(onnx.byteLength / 1e6).toFixed(1)} MB`);
   return { ...info, model: join(dir, 'model.onnx'), origin: join(dir, 'model.onnx') };
 }
 

@@ -4,6 +4,7 @@ import { EXIT_CODES, HeadstartError, messageOf } from '../util/errors.js';
 import { VERSION } from '../version.js';
 import { compareCommand } from './compare.js';
 import { demoCommand } from './demo.js';
+import { detectCommand } from './detect.js';
 import { evalCommand } from './eval.js';
 import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
@@ -22,6 +23,7 @@ export async function main(argv: string[]): Promise<number> {
     .configureOutput({ outputError: (text, write) => write(text) })
     .addCommand(trainCommand())
     .addCommand(predictCommand())
+    .addCommand(detectCommand())
     .addCommand(evalCommand())
     .addCommand(demoCommand())
     .addCommand(modelsCommand())

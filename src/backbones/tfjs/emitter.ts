@@ -259,6 +259,25 @@ export class Emitter {
     return { name, shape: [x.shape[0]!, geometry.height, geometry.width, x.shape[3]!], channelsFirst: true };
   }
 
+  /**
+   * TF's ResizeBilinear / ResizeNearestNeighbor as ONNX Resize, by scales (the batch is dynamic, so
+   * sizes would need it). TF's default (no align_corners, no half-pixel centres) samples at
+   * out × in / out: ONNX's `asymmetric`; nearest then floors, as TF's legacy kernel does.
+   */
+  resize(input: Value, size: [number, number], mode: 'linear' | 'nearest', transform: 'asymmetric' | 'align_corners' | 'half_pixel', hint: string): Value {
+    const x = this.toChannelsFirst(input);
+    const [inH, inW] = [x.shape[1]!, x.shape[2]!];
+    if (!(inH > 0 && inW > 0)) throw this.error(`${hint}: resizing needs a known input size, got [${x.shape}]`);
+    const scales = this.graph.addFloatInitializer(`${hint}/scales`, [4], Float32Array.from([1, 1, size[0] / inH, size[1] / inW]));
+    const attributes: Record<string, Attribute> = {
+      mode: attr.string(mode),
+      coordinate_transformation_mode: attr.string(mode === 'nearest' && transform === 'half_pixel' ? 'tf_half_pixel_for_nn' : transform),
+    };
+    if (mode === 'nearest') attributes['nearest_mode'] = attr.string(transform === 'asymmetric' ? 'floor' : 'round_prefer_ceil');
+    const name = this.node('Resize', [x.name, '', scales], attributes, hint);
+    return { name, shape: [x.shape[0]!, size[0], size[1], x.shape[3]!], channelsFirst: true };
+  }
+
   globalPool(kind: 'max' | 'average', input: Value, keepDims: boolean, hint: string): Value {
     const x = this.toChannelsFirst(input);
     const pooledName = this.node(kind === 'max' ? 'GlobalMaxPool' : 'GlobalAveragePool', [x.name], {}, keepDims ? hint : `${hint}/pooled`);

@@ -19,7 +19,7 @@ export const SUPPORTED_OPS = [
   'Placeholder', 'Const', 'Identity', 'StopGradient', 'Conv2D', '_FusedConv2D', 'DepthwiseConv2dNative', 'FusedDepthwiseConv2dNative',
   'MatMul', '_FusedMatMul', 'BiasAdd', 'Add', 'AddV2', 'Sub', 'Mul', 'RealDiv', 'Maximum', 'Minimum', 'Relu', 'Relu6', 'Elu', 'Selu',
   'LeakyRelu', 'Sigmoid', 'Tanh', 'Softplus', 'Softmax', 'LogSoftmax', 'AvgPool', 'MaxPool', 'Mean', 'Squeeze', 'Reshape', 'ConcatV2',
-  'Pad', 'PadV2', 'FusedBatchNorm', 'FusedBatchNormV3',
+  'Pad', 'PadV2', 'FusedBatchNorm', 'FusedBatchNormV3', 'ResizeBilinear', 'ResizeNearestNeighbor',
 ];
 
 const FUSABLE_ACTIVATIONS: Record<string, string> = { Relu: 'relu', Relu6: 'relu6', Elu: 'elu', Sigmoid: 'sigmoid', Tanh: 'tanh' };
@@ -120,6 +120,19 @@ function defaultOutput(modelJson: any, nodes: Map<string, TfNode>, origin: strin
 }
 
 export function convertGraphModel(modelJson: any, weights: Map<string, DecodedWeight>, e: Emitter, origin: string, output?: string): GraphConversion {
+  const converted = convertGraphNodes(modelJson, weights, e, origin, output === undefined ? undefined : [output]);
+  const first = converted.outputs[0]!;
+  return { output: first.value, outputLayer: first.node, input: converted.input, inputName: converted.inputName };
+}
+
+/** Converts the graph up to several nodes at once (a detector's heatmap and box outputs), sharing what they share. */
+export function convertGraphNodes(
+  modelJson: any,
+  weights: Map<string, DecodedWeight>,
+  e: Emitter,
+  origin: string,
+  outputs?: string[],
+): { outputs: { node: string; value: Value }[]; input: Value; inputName: string } {
   const list: TfNode[] = modelJson?.modelTopology?.node;
   if (!Array.isArray(list)) throw modelError('graph model has no modelTopology.node list', origin);
   const nodes = new Map<string, TfNode>();
@@ -127,10 +140,12 @@ export function convertGraphModel(modelJson: any, weights: Map<string, DecodedWe
     if (nodes.has(node.name)) throw modelError(`two graph nodes are named "${node.name}"`, origin);
     nodes.set(node.name, node);
   }
-  const outputNode = output === undefined ? defaultOutput(modelJson, nodes, origin) : (parseInput(output)?.node ?? output);
-  if (!nodes.has(outputNode)) {
-    const candidates = list.filter((node) => node.op !== 'Const').slice(-8).map((node) => `${node.name} (${node.op})`);
-    throw modelError(`no node named "${outputNode}"; the last nodes are: ${candidates.join(', ')}`, origin);
+  const outputNodes = outputs === undefined ? [defaultOutput(modelJson, nodes, origin)] : outputs.map((output) => parseInput(output)?.node ?? output);
+  for (const outputNode of outputNodes) {
+    if (!nodes.has(outputNode)) {
+      const candidates = list.filter((node) => node.op !== 'Const').slice(-8).map((node) => `${node.name} (${node.op})`);
+      throw modelError(`no node named "${outputNode}"; the last nodes are: ${candidates.join(', ')}`, origin);
+    }
   }
 
   const results = new Map<string, Operand[]>();
@@ -293,6 +308,14 @@ export function convertGraphModel(modelJson: any, weights: Map<string, DecodedWe
         const fillValue = node.op === 'PadV2' ? constant(2, 'constant value').constant[0]! : 0;
         return [e.pad(value(0), pairs, node.name, fillValue)];
       }
+      case 'ResizeBilinear':
+      case 'ResizeNearestNeighbor': {
+        const size = Array.from(constant(1, 'output size').constant);
+        if (size.length !== 2) throw fail(`expects a [height, width] size, got [${size}]`);
+        const alignCorners = attrs.bool('align_corners');
+        const halfPixel = attrs.bool('half_pixel_centers');
+        return [e.resize(value(0), [size[0]!, size[1]!], node.op === 'ResizeBilinear' ? 'linear' : 'nearest', alignCorners ? 'align_corners' : halfPixel ? 'half_pixel' : 'asymmetric', node.name)];
+      }
       case 'FusedBatchNorm':
       case 'FusedBatchNormV3': {
         nhwc();
@@ -304,8 +327,8 @@ export function convertGraphModel(modelJson: any, weights: Map<string, DecodedWe
     }
   };
 
-  // Depth-first from the output with an explicit stack (graphs can be thousands of nodes deep).
-  const pending = [outputNode];
+  // Depth-first from the outputs with an explicit stack (graphs can be thousands of nodes deep).
+  const pending = [...outputNodes].reverse();
   const expanded = new Set<string>();
   while (pending.length > 0) {
     const name = pending[pending.length - 1]!;
@@ -331,8 +354,11 @@ export function convertGraphModel(modelJson: any, weights: Map<string, DecodedWe
     results.set(name, convertNode(node, operands));
   }
 
-  const result = results.get(outputNode)![0]!;
-  if (isConstant(result)) throw modelError(`node "${outputNode}" is a constant, not a model output`, origin);
-  if (!graphInput) throw modelError(`node "${outputNode}" does not depend on the model input`, origin);
-  return { output: result, outputLayer: outputNode, input: graphInput.value, inputName: graphInput.node };
+  const converted = outputNodes.map((outputNode) => {
+    const result = results.get(outputNode)![0]!;
+    if (isConstant(result)) throw modelError(`node "${outputNode}" is a constant, not a model output`, origin);
+    if (!graphInput) throw modelError(`node "${outputNode}" does not depend on the model input`, origin);
+    return { node: outputNode, value: result };
+  });
+  return { outputs: converted, input: graphInput!.value, inputName: graphInput!.node };
 }

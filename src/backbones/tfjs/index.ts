@@ -5,7 +5,7 @@
  */
 import { modelError } from '../../util/errors.js';
 import { Emitter, type Value } from './emitter.js';
-import { convertGraphModel } from './graph-model.js';
+import { convertGraphModel, convertGraphNodes } from './graph-model.js';
 import { convertLayersModel } from './layers-model.js';
 import { encodeModel, OnnxGraph } from './onnx-graph.js';
 import { optimize } from './optimize.js';
@@ -100,5 +100,40 @@ export function convertTfjsToOnnx(source: TfjsModelSource, options: ConvertOptio
     format,
     pooled,
     outputSource: converted.outputLayer,
+  };
+}
+
+export interface ConvertedOutputs {
+  onnx: Uint8Array;
+  inputName: string;
+  /** NHWC with -1 for the batch. */
+  inputShape: number[];
+  /** One per requested node, in order, in TF's own (NHWC) layout. */
+  outputs: { name: string; node: string; shape: number[] }[];
+}
+
+/**
+ * A graph model cut at several nodes, each an ONNX output as TF.js computes it (no pooling): for
+ * models whose useful outputs are maps, like a detector's heatmap and box sides, and whose own tail
+ * (top-k decoding) is better done by the caller.
+ */
+export function convertTfjsGraphOutputs(source: TfjsModelSource, nodes: string[]): ConvertedOutputs {
+  const { modelJson, origin } = source;
+  if (detectFormat(modelJson, origin) !== 'graph-model') throw modelError('only TF.js graph models can be cut at named nodes', origin);
+  const weights = decodeWeights(parseManifest(modelJson, origin), source.weightData, origin);
+  const graph = new OnnxGraph();
+  const emitter = new Emitter(graph, origin);
+  const converted = convertGraphNodes(modelJson, weights, emitter, origin, nodes);
+  graph.outputs = converted.outputs.map(({ node, value }) => {
+    const logical = emitter.toLogical(value);
+    return { name: graph.nameTensor(logical.name, node), shape: logical.shape.map((d, i) => (i === 0 ? -1 : d)) };
+  });
+  optimize(graph);
+  const onnx = encodeModel(graph, nodes.join(','), `Converted from TF.js graph-model ${origin}; outputs ${nodes.join(', ')}`);
+  return {
+    onnx,
+    inputName: converted.input.name,
+    inputShape: converted.input.shape,
+    outputs: graph.outputs.map((output, i) => ({ name: output.name, node: nodes[i]!, shape: output.shape })),
   };
 }

@@ -8,7 +8,7 @@ import type { GraphNode, OnnxGraph } from './onnx-graph.js';
 function useCounts(graph: OnnxGraph): Map<string, number> {
   const counts = new Map<string, number>();
   for (const node of graph.nodes) for (const input of node.inputs) counts.set(input, (counts.get(input) ?? 0) + 1);
-  if (graph.output) counts.set(graph.output.name, (counts.get(graph.output.name) ?? 0) + 1);
+  for (const output of graph.outputs) counts.set(output.name, (counts.get(output.name) ?? 0) + 1);
   return counts;
 }
 
@@ -18,13 +18,13 @@ function producers(graph: OnnxGraph): Map<string, GraphNode> {
   return byOutput;
 }
 
-/** Keeps only the nodes and initializers the graph output depends on. */
+/** Keeps only the nodes and initializers the graph outputs depend on. */
 export function pruneToOutput(graph: OnnxGraph): void {
-  if (!graph.output) return;
+  if (graph.outputs.length === 0) return;
   const byOutput = producers(graph);
-  const needed = new Set<string>([graph.output.name]);
+  const needed = new Set<string>(graph.outputs.map((output) => output.name));
   const keep = new Set<GraphNode>();
-  const pending = [graph.output.name];
+  const pending = [...needed];
   while (pending.length > 0) {
     const node = byOutput.get(pending.pop()!);
     if (!node || keep.has(node)) continue;
@@ -51,7 +51,7 @@ function removeIdentities(graph: OnnxGraph): void {
   const kept: GraphNode[] = [];
   for (const node of graph.nodes) {
     node.inputs = node.inputs.map(resolve);
-    if (node.op === 'Identity' && node.outputs[0] !== graph.output?.name) replacements.set(node.outputs[0]!, node.inputs[0]!);
+    if (node.op === 'Identity' && !graph.outputs.some((output) => output.name === node.outputs[0])) replacements.set(node.outputs[0]!, node.inputs[0]!);
     else kept.push(node);
   }
   graph.nodes.splice(0, graph.nodes.length, ...kept);
