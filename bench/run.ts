@@ -22,6 +22,7 @@ import { textBench } from './text.js';
 import { fineTuneBench } from './finetune.js';
 import { audioBench } from './audio.js';
 import { generateBench } from './generate.js';
+import { detectBench } from './detect.js';
 import type { FeatureSet } from '../src/heads/head.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -197,3 +198,6 @@ await fineTuneBench();
 await audioBench();
 // Text generation: GPT-2 124M decode and training steps against PyTorch, fine-tuning gpt2-tiny-news on fortunes (bench/generate.ts).
 await generateBench();
+
+// Detection: the builtin CenterNet's speed, detect end to end, the dataset readers (bench/detect.ts).
+await detectBench();

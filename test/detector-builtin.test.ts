@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,6 +75,54 @@ describe('the builtin COCO detector, untrained', () => {
     expect(result.code).toBe(3);
     expect(result.stderr).toContain(`${join(dir, 'nope.jpg')}: no such image`);
   }, 60_000);
+});
+
+describe('`headstart eval builtin:centernet` on detection data', () => {
+  /** Boxes drawn by hand around every object in two darknet photos, as a Roboflow COCO export (valid/ is evaluated). */
+  async function handLabelled(root: string, extra: { name: string; box: Box }[] = []) {
+    const boxes: Record<string, { name: string; box: Box }[]> = {
+      'dog.jpg': [{ name: 'dog', box: [128, 224, 314, 537] }, { name: 'bicycle', box: [117, 124, 566, 450] }, { name: 'truck', box: [470, 76, 690, 172] }],
+      'person.jpg': [{ name: 'person', box: [190, 112, 275, 375] }, { name: 'dog', box: [68, 262, 200, 345] }, { name: 'horse', box: [403, 138, 603, 342] }, ...extra],
+    };
+    const names = [...new Set(Object.values(boxes).flat().map((b) => b.name))];
+    for (const split of ['train', 'valid']) {
+      const files = split === 'train' ? ['dog.jpg'] : ['dog.jpg', 'person.jpg'];
+      await mkdir(join(root, split), { recursive: true });
+      let id = 1;
+      const json = {
+        categories: names.map((name, i) => ({ id: i + 1, name })),
+        images: await Promise.all(files.map(async (file, i) => {
+          await copyFile(join(DARKNET, file), join(root, split, file));
+          const meta = await sharp(join(DARKNET, file)).metadata();
+          return { id: i + 1, file_name: file, width: meta.width, height: meta.height };
+        })),
+        annotations: files.flatMap((file, i) => boxes[file]!.map(({ name, box }) => ({ id: id++, image_id: i + 1, category_id: names.indexOf(name) + 1, bbox: [box[0], box[1], box[2] - box[0], box[3] - box[1]], iscrowd: 0 }))),
+      };
+      await writeFile(join(root, split, '_annotations.coco.json'), JSON.stringify(json));
+    }
+    return root;
+  }
+
+  it('prints COCO\'s numbers for the validation split; the obvious objects are found (mAP50 > 0.5)', async () => {
+    const data = await handLabelled(join(dir, 'hand'));
+    const result = await runCli(['eval', 'builtin:centernet', data, '--json', '--cache-dir', join(dir, 'cache'), '--quiet']);
+    expect(result.stderr).toBe('');
+    const output = JSON.parse(result.stdout);
+    expect(output).toMatchObject({ task: 'detect', split: 'validation', images: 2 });
+    expect(output.metrics.mAP50).toBeGreaterThan(0.5);
+    expect(output.metrics.mAP).toBeLessThanOrEqual(output.metrics.mAP50);
+    const perClass = new Map<string, any>(output.metrics.perClass.map((c: any) => [c.name, c]));
+    expect([...perClass.keys()].sort()).toEqual(['bicycle', 'dog', 'horse', 'person', 'truck']);
+    expect(perClass.get('person').AP50).toBeGreaterThan(0.9);
+    expect(perClass.get('dog').support).toBe(2);
+    const text = await runCli(['eval', 'builtin:centernet', data, '--cache-dir', join(dir, 'cache'), '--quiet']);
+    expect(text.stdout).toContain('AP   @[IoU=0.50      | area=   all | maxDets=100]  mAP50');
+
+    const unknown = await handLabelled(join(dir, 'hand-unknown'), [{ name: 'ant', box: [10, 10, 40, 40] }]);
+    const refused = await runCli(['eval', 'builtin:centernet', unknown, '--cache-dir', join(dir, 'cache'), '--quiet']);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toContain('does not know class "ant"');
+  }, 120_000);
 });
 
 describe('CenterNet peak decoding', () => {

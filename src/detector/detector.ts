@@ -7,7 +7,9 @@ import type { Box } from './boxes.js';
 import { builtinCenterNet, CENTERNET_INPUT_SIZE, CENTERNET_STRIDE, decodeCenterNet, type CenterNetGraph } from './centernet.js';
 import { evaluateDetections, type DetectionMetrics, type EvaluatedImage } from './coco-eval.js';
 import { COCO_CLASSES } from './coco-classes.js';
-import type { DetectionItem } from './detection-dataset.js';
+import type { DetectionItem, DetectionSplitOptions } from './detection-dataset.js';
+import { readDetectionDataset } from './read-dataset.js';
+import type { SkippedInput } from '../data/dataset.js';
 import { prepareDetectorInput } from './detector-input.js';
 
 export const BUILTIN_DETECTORS = {
@@ -63,6 +65,11 @@ export class Detector {
     private readonly graph: CenterNetGraph,
     readonly inputSize: number,
   ) {}
+
+  /** Whether a model reference names a detector (shared commands dispatch on it). */
+  static isDetectorReference(reference: string): boolean {
+    return reference.startsWith('builtin:') && reference.slice('builtin:'.length) in BUILTIN_DETECTORS;
+  }
 
   static async load(reference: string, options: DetectorLoadOptions = {}): Promise<Detector> {
     const cacheDir = options.cacheDir ?? defaultCacheDir();
@@ -148,6 +155,18 @@ export class Detector {
       });
     }
     return evaluateDetections(evaluated, classes, options);
+  }
+
+  /**
+   * Evaluates on a detection dataset in any layout: its test split when it has one, else its
+   * validation split (for data without one, the same seeded hold-out training uses).
+   */
+  async evaluatePath(path: string, options: DetectionSplitOptions & { scoreThreshold?: number } = {}): Promise<{ split: 'test' | 'validation'; images: number; metrics: DetectionMetrics; skipped: SkippedInput[] }> {
+    const data = await readDetectionDataset(path, options);
+    const split = data.test ? 'test' : 'validation';
+    const items = data.test ?? data.validation;
+    const metrics = await this.evaluate(items, data.classes, options);
+    return { split, images: items.length, metrics, skipped: data.skipped };
   }
 
   async dispose(): Promise<void> {
