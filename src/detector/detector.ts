@@ -1,16 +1,15 @@
-import { readFile } from 'node:fs/promises';
-import { createSession, ort, type SessionLike } from '../backbones/onnx-session.js';
+import { readFile, stat } from 'node:fs/promises';
+import type { SkippedInput } from '../data/dataset.js';
 import { defaultCacheDir } from '../features/cache.js';
 import { dataError, messageOf, modelError, usageError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import type { Box } from './boxes.js';
-import { builtinCenterNet, CENTERNET_INPUT_SIZE, CENTERNET_STRIDE, decodeCenterNet, type CenterNetGraph } from './centernet.js';
-import { evaluateDetections, type DetectionMetrics, type EvaluatedImage } from './coco-eval.js';
-import { COCO_CLASSES } from './coco-classes.js';
+import { CenterNetLayout } from './centernet-layout.js';
+import { evaluateDetections, type Detection, type DetectionMetrics, type EvaluatedImage } from './coco-eval.js';
 import type { DetectionItem, DetectionSplitOptions } from './detection-dataset.js';
+import type { DetectorLayout } from './layout.js';
 import { readDetectionDataset } from './read-dataset.js';
-import type { SkippedInput } from '../data/dataset.js';
-import { prepareDetectorInput } from './detector-input.js';
+import { YoloLayout } from './yolo-layout.js';
 
 export const BUILTIN_DETECTORS = {
   centernet: 'CenterNet (MobileNetV3), COCO\'s 80 classes, 512 px (TF.js graph model bundled in @vladmandic/human, MIT)',
@@ -42,13 +41,6 @@ export interface ImageDetections {
   detections: LabelledDetection[];
 }
 
-/** Raw outputs for a batch: heatmaps `[n, gridH, gridW, classes]` and sides `[n, gridH, gridW, 4]`, flattened. */
-export interface DetectorMaps {
-  heatmap: Float32Array;
-  sides: Float32Array;
-  count: number;
-}
-
 const BATCH = 4;
 /** Detections below this score cannot change COCO's numbers in practice and would only slow matching. */
 const EVALUATION_THRESHOLD = 0.01;
@@ -60,42 +52,32 @@ const EVALUATION_THRESHOLD = 0.01;
 export class Detector {
   private constructor(
     readonly reference: string,
-    readonly classes: string[],
-    private readonly session: SessionLike,
-    private readonly graph: CenterNetGraph,
-    readonly inputSize: number,
+    readonly layout: DetectorLayout,
   ) {}
+
+  get classes(): string[] {
+    return this.layout.classes;
+  }
 
   /** Whether a model reference names a detector (shared commands dispatch on it). */
   static isDetectorReference(reference: string): boolean {
-    return reference.startsWith('builtin:') && reference.slice('builtin:'.length) in BUILTIN_DETECTORS;
+    return (reference.startsWith('builtin:') && reference.slice('builtin:'.length) in BUILTIN_DETECTORS) || reference.toLowerCase().endsWith('.onnx');
   }
 
+  /**
+   * `builtin:centernet`, or an ONNX file in Ultralytics YOLO's layout (`images` → `output0`).
+   */
   static async load(reference: string, options: DetectorLoadOptions = {}): Promise<Detector> {
     const cacheDir = options.cacheDir ?? defaultCacheDir();
     if (reference.startsWith('builtin:')) {
       const name = reference.slice('builtin:'.length);
       if (name !== 'centernet') throw usageError(`unknown builtin detector "${name}"; builtins: ${Object.keys(BUILTIN_DETECTORS).map((n) => `builtin:${n}`).join(', ')}`);
-      const graph = await builtinCenterNet({ cacheDir, reporter: options.reporter ?? silentReporter });
-      const session = await createSession(graph.model, graph.origin, options.threads);
-      return new Detector(reference, [...COCO_CLASSES], session, graph, CENTERNET_INPUT_SIZE);
+      return new Detector(reference, await CenterNetLayout.builtin({ cacheDir, reporter: options.reporter ?? silentReporter, threads: options.threads }));
     }
-    throw modelError('not a detector: expected builtin:centernet', reference);
-  }
-
-  /** Runs the graph on prepared inputs (HWC uint8 pixels at the input size). */
-  async forward(batch: Uint8Array[]): Promise<DetectorMaps> {
-    const size = this.inputSize;
-    const plane = size * size * 3;
-    const data = new Float32Array(batch.length * plane);
-    batch.forEach((pixels, i) => {
-      for (let p = 0; p < plane; p++) data[i * plane + p] = pixels[p]!;
-    });
-    const input = new ort.Tensor('float32', data, [batch.length, size, size, 3]);
-    const outputs = await this.session.run({ [this.graph.inputName]: input }, [this.graph.heatmapOutput, this.graph.sidesOutput]);
-    const heatmap = outputs[this.graph.heatmapOutput]!.data as Float32Array;
-    const sides = outputs[this.graph.sidesOutput]!.data as Float32Array;
-    return { heatmap, sides, count: batch.length };
+    const info = await stat(reference).catch(() => undefined);
+    if (!info) throw usageError(`detector "${reference}" is neither a builtin (${Object.keys(BUILTIN_DETECTORS).map((n) => `builtin:${n}`).join(', ')}) nor an existing file`);
+    if (info.isFile() && reference.toLowerCase().endsWith('.onnx')) return new Detector(reference, await YoloLayout.open(reference, options.threads));
+    throw modelError('not a detector: expected builtin:centernet or an Ultralytics YOLO .onnx export', reference);
   }
 
   async detect(input: Uint8Array | string, options: DetectOptions = {}): Promise<ImageDetections> {
@@ -111,27 +93,25 @@ export class Detector {
       const chunk = inputs.slice(start, start + BATCH);
       const prepared = await Promise.all(chunk.map(async (input) => {
         const source = typeof input === 'string' ? input : undefined;
-        const bytes = typeof input === 'string' ? await readImage(input) : input;
-        return prepareDetectorInput(bytes, this.inputSize, source);
+        return this.layout.prepare(typeof input === 'string' ? await readImage(input) : input, source);
       }));
-      const maps = await this.forward(prepared.map((p) => p.pixels));
+      const found = await this.layout.detect(prepared, threshold, maxDetections);
       prepared.forEach((image, i) => {
-        const detections = this.decode(maps, i, image.width, image.height, threshold, maxDetections);
-        results.push({ width: image.width, height: image.height, detections: detections.map((d) => ({ label: this.classes[d.label]!, score: d.score, box: d.box })) });
+        results.push({ width: image.width, height: image.height, detections: found[i]!.map((d) => ({ label: this.classes[d.label]!, score: d.score, box: d.box })) });
       });
     }
     return results;
   }
 
-  /** One image's detections (class indices) from a batch's maps. */
-  decode(maps: DetectorMaps, index: number, width: number, height: number, threshold: number, maxDetections: number) {
-    const grid = this.inputSize / CENTERNET_STRIDE;
-    const classes = this.classes.length;
-    const heatmap = maps.heatmap.subarray(index * grid * grid * classes, (index + 1) * grid * grid * classes);
-    const sides = maps.sides.subarray(index * grid * grid * 4, (index + 1) * grid * grid * 4);
-    return decodeCenterNet(heatmap, sides, grid, grid, classes, {
-      threshold, maxDetections, scaleX: width / this.inputSize, scaleY: height / this.inputSize, width, height,
-    });
+  /** Detections with class indices, for evaluation. */
+  private async detectItems(items: DetectionItem[]): Promise<Detection[][]> {
+    const out: Detection[][] = [];
+    for (let start = 0; start < items.length; start += BATCH) {
+      const chunk = items.slice(start, start + BATCH);
+      const prepared = await Promise.all(chunk.map(async (item) => this.layout.prepare(await item.load(), item.source)));
+      out.push(...(await this.layout.detect(prepared, EVALUATION_THRESHOLD, 100)));
+    }
+    return out;
   }
 
   /**
@@ -142,18 +122,11 @@ export class Detector {
     const mapping = classes.map((name) => this.classes.indexOf(name));
     const unknown = classes.filter((_, i) => mapping[i]! < 0);
     if (unknown.length) throw dataError(`the detector does not know class${unknown.length > 1 ? 'es' : ''} ${unknown.map((c) => `"${c}"`).join(', ')} (it knows ${this.classes.slice(0, 8).join(', ')}${this.classes.length > 8 ? ', …' : ''})`);
-    const evaluated: EvaluatedImage[] = [];
-    for (let start = 0; start < items.length; start += BATCH) {
-      const chunk = items.slice(start, start + BATCH);
-      const prepared = await Promise.all(chunk.map(async (item) => prepareDetectorInput(await item.load(), this.inputSize, item.source)));
-      const maps = await this.forward(prepared.map((p) => p.pixels));
-      chunk.forEach((item, i) => {
-        const detections = this.decode(maps, i, item.width, item.height, EVALUATION_THRESHOLD, 100)
-          .map((d) => ({ ...d, label: mapping.indexOf(d.label) }))
-          .filter((d) => d.label >= 0);
-        evaluated.push({ boxes: item.boxes, detections });
-      });
-    }
+    const found = await this.detectItems(items);
+    const evaluated: EvaluatedImage[] = items.map((item, i) => ({
+      boxes: item.boxes,
+      detections: found[i]!.map((d) => ({ ...d, label: mapping.indexOf(d.label) })).filter((d) => d.label >= 0),
+    }));
     return evaluateDetections(evaluated, classes, options);
   }
 
@@ -170,7 +143,7 @@ export class Detector {
   }
 
   async dispose(): Promise<void> {
-    await this.session.release();
+    await this.layout.dispose();
   }
 }
 
