@@ -1,6 +1,8 @@
 import { basename, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
+import { Detector } from '../detector/detector.js';
+import type { DetectorToServe } from '../serve/detect-route.js';
 import { CausalLm, chatTemplateOf, isCausalLmFolder } from '../generator/causal-lm.js';
 import { DEFAULT_COMPLETION_LIMITS, type LanguageModelToServe } from '../serve/completions.js';
 import { createServer, DEFAULT_BATCHING, DEFAULT_LIMITS, type ModelToServe } from '../serve/server.js';
@@ -24,7 +26,7 @@ interface ServeCommandOptions extends GlobalOptions, HubCliOptions {
 
 export function serveCommand(): Command {
   return withHubOptions(new Command('serve'))
-    .description('serve trained models over HTTP: POST /v1/models/<name>/predict, GET /v1/models, /healthz, /metrics; causal LMs at POST /v1/completions and /v1/chat/completions (OpenAI format)')
+    .description('serve trained models over HTTP: POST /v1/models/<name>/predict, GET /v1/models, /healthz, /metrics; causal LMs at POST /v1/completions and /v1/chat/completions (OpenAI format); detectors (builtin:centernet, YOLO .onnx) at POST /v1/detectors/<name>/detect')
     .argument('<models...>', 'model folders written by `headstart train` (or causal LM folders / hf: references); served under their folder name, or name=folder')
     .option('-p, --port <port>', 'TCP port (0: any free one)', integer('--port'), 8080)
     .option('--host <host>', 'interface to listen on (0.0.0.0 for every one)', '127.0.0.1')
@@ -42,7 +44,9 @@ export function serveCommand(): Command {
     .action(async (folders: string[], options: ServeCommandOptions) => {
       const named = folders.map((spec) => {
         const at = spec.indexOf('=');
-        return at > 0 ? { name: spec.slice(0, at), folder: spec.slice(at + 1) } : { name: basename(resolve(spec)), folder: spec };
+        if (at > 0 && !spec.slice(0, at).includes(':')) return { name: spec.slice(0, at), folder: spec.slice(at + 1) };
+        // builtin:centernet is served as "centernet".
+        return { name: spec.startsWith('builtin:') ? spec.slice('builtin:'.length) : basename(resolve(spec)), folder: spec };
       });
       const duplicate = named.find((entry, i) => named.findIndex((other) => other.name === entry.name) !== i);
       if (duplicate) throw usageError(`two models would be served as "${duplicate.name}"; name them with name=folder`);
@@ -51,9 +55,11 @@ export function serveCommand(): Command {
       const reporter = reporterFor({ ...options, quiet: options.logLevel === 'silent' } as GlobalOptions);
       const models: ModelToServe[] = [];
       const languageModels: LanguageModelToServe[] = [];
+      const detectors: DetectorToServe[] = [];
       try {
         for (const { name, folder } of named) {
-          if (folder.startsWith('hf:') || (await isCausalLmFolder(folder))) {
+          if (Detector.isDetectorReference(folder)) detectors.push({ name, detector: await Detector.load(folder, { cacheDir: cacheDirOf(options), reporter }) });
+          else if (folder.startsWith('hf:') || (await isCausalLmFolder(folder))) {
             const lm = await CausalLm.open(folder, { hub: hubOptionsOf(options), reporter });
             languageModels.push({ name, lm, chatTemplate: await chatTemplateOf(lm.folder) });
           } else models.push({ name, classifier: await Classifier.load(folder, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) }) });
@@ -61,6 +67,7 @@ export function serveCommand(): Command {
         const server = await createServer(models, {
           logger: { level: options.logLevel },
           languageModels,
+          detectors,
           completionLimits: { maxNewTokens: options.maxNewTokens, maxPromptLength: options.maxTextLength, maxConcurrentGenerations: options.maxGenerations },
           batching: { maxBatch: options.maxBatch, maxWaitMs: options.maxWaitMs },
           limits: {
@@ -76,6 +83,7 @@ export function serveCommand(): Command {
       } finally {
         for (const { classifier } of models) await classifier.dispose();
         for (const { lm } of languageModels) await lm.dispose();
+        for (const { detector } of detectors) await detector.dispose();
       }
     });
 }

@@ -18,6 +18,7 @@ import { probabilitiesWithTemperature } from '../evaluate/calibration.js';
 import { HeadstartError, messageOf } from '../util/errors.js';
 import { MicroBatcher, type BatcherOptions } from './batcher.js';
 import { DEFAULT_COMPLETION_LIMITS, registerCompletionRoutes, type CompletionLimits, type LanguageModelToServe } from './completions.js';
+import { registerDetectionRoutes, type DetectorToServe } from './detect-route.js';
 import { HttpError, mediaType, readRequestInputs, type InputLimits } from './inputs.js';
 import { ServerMetrics, type RejectionReason } from './metrics.js';
 
@@ -44,6 +45,8 @@ export interface ServeOptions {
   /** Causal LMs served OpenAI-style at /v1/completions and /v1/chat/completions. */
   languageModels?: LanguageModelToServe[];
   completionLimits?: Partial<CompletionLimits>;
+  /** Detection models served at POST /v1/detectors/<name>/detect. */
+  detectors?: DetectorToServe[];
 }
 
 export interface ModelToServe {
@@ -163,6 +166,7 @@ export async function createServer(models: ModelToServe[], options: ServeOptions
   app.get('/v1/models', async () => ({ models: [...served.values()].map((model) => model.describe()) }));
   app.get('/metrics', async (_request, reply) => reply.type(metrics.contentType).send(await metrics.text()));
   registerCompletionRoutes(app, options.languageModels ?? [], { ...DEFAULT_COMPLETION_LIMITS, ...options.completionLimits });
+  registerDetectionRoutes(app, options.detectors ?? [], limits, metrics);
 
   app.post<{ Params: { name: string }; Querystring: { top_k?: string } }>(
     '/v1/models/:name/predict',
