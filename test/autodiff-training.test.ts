@@ -96,6 +96,26 @@ describe('training graph', () => {
     for (let i = 0; i < params.length; i++) expect(trained[i]).toBeCloseTo(params[i]!, 5);
   });
 
+  it('AdamW with decay towards the initial weights (L2-SP) matches a hand-computed step', async () => {
+    const rates = [0.05, 0.02, 0.01];
+    const decay = 0.5;
+    const { model, batches, trained } = await runSteps({ kind: 'adamw', weightDecay: decay, decayTowards: 'initial' }, rates);
+    const params = Float64Array.from([...model.weight, ...model.bias]);
+    const initial = params.slice();
+    const adam = new AdamW(params.length, CLASSES * FEATURES, 0);
+    rates.forEach((rate, i) => {
+      const { xs, targets } = batches[i]!;
+      const grad = handGradient(params, xs, targets, targets.length / CLASSES);
+      // θ ← θ − lr·λ·(θ − θ₀) on W, then the Adam step from the gradient at the old θ.
+      for (let j = 0; j < CLASSES * FEATURES; j++) params[j]! -= rate * decay * (params[j]! - initial[j]!);
+      adam.step(params, grad, rate);
+    });
+    for (let i = 0; i < params.length; i++) expect(trained[i]).toBeCloseTo(params[i]!, 5);
+    // Plain decay would have pulled W towards zero: a measurably different result.
+    const plain = (await runSteps({ kind: 'adamw', weightDecay: decay }, rates)).trained;
+    expect(Math.max(...plain.map((v, i) => Math.abs(v - trained[i]!)))).toBeGreaterThan(1e-3);
+  });
+
   it('SGD with momentum and coupled weight decay matches a hand-computed step', async () => {
     const rates = [0.1, 0.05];
     const momentum = 0.9;

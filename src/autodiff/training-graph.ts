@@ -21,12 +21,20 @@ export interface ParamSpec {
   lrScale?: number;
   /** Apply weight decay (default: for tensors of rank ≥ 2, i.e. not biases or norm scales). */
   decay?: boolean;
+  /** Overrides the optimiser's `decayTowards` for this weight (a new head's weights decay towards zero). */
+  decayTowards?: DecayTarget;
 }
 
 /** torch.optim.AdamW and torch.optim.SGD (momentum, coupled L2 weight decay, no dampening), step for step. */
 export type OptimizerSpec =
-  | { kind: 'adamw'; weightDecay: number; beta1?: number; beta2?: number; epsilon?: number }
-  | { kind: 'sgd'; weightDecay: number; momentum: number };
+  | { kind: 'adamw'; weightDecay: number; beta1?: number; beta2?: number; epsilon?: number; decayTowards?: DecayTarget }
+  | { kind: 'sgd'; weightDecay: number; momentum: number; decayTowards?: DecayTarget };
+
+/**
+ * What weight decay pulls the weights towards: 'zero' (plain decay), or 'initial' — their values
+ * before training (L2-SP, Li et al. 2018), which keeps a pre-trained backbone near what it knew.
+ */
+export type DecayTarget = 'zero' | 'initial';
 
 /** An input a loss adds to the step graph, fed with every batch (targets, masks, weights, …). */
 export interface LossInput {
@@ -220,6 +228,10 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
     const grad = gradients.get(param.name)!;
     const decay = (param.decay ?? dims.length >= 2) && optimizer.weightDecay > 0;
     const rate = rateFor(param.lrScale ?? 1);
+    // L2-SP: decay acts on θ − θ₀, with θ₀ a constant copy of the starting weights.
+    const towards = decay && (param.decayTowards ?? optimizer.decayTowards) === 'initial' ? graph.addInitializer(`${param.name}/initial`, spec.graph.initializers.get(param.name)!) : undefined;
+    if (towards) info.set(towards, { dtype: 'float32', dims });
+    const offset = () => (towards ? o.op('Sub', [param.name, towards], {}, `${param.name}/from_initial`, dims) : param.name);
     const stateInput = (suffix: string) => {
       const name = graph.addInput(`${param.name}/${suffix}`, dims, 'float32');
       info.set(name, { dtype: 'float32', dims });
@@ -235,14 +247,18 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
       const denominator = o.op('Add', [o.op('Sqrt', [vNext]), correctedEpsilon]);
       const stepSize = o.op('Mul', [rate, stepScale], {}, 'step_size', []);
       const update = o.op('Div', [o.mul(mNext, stepSize), denominator]);
-      // Decoupled decay first, as torch.optim.AdamW: θ ← θ·(1 − lr·λ) − step.
-      const decayed = decay ? o.mul(param.name, o.op('Sub', [o.scalar(1, 'float32'), o.mul(rate, o.scalar(optimizer.weightDecay, 'float32'))])) : param.name;
+      // Decoupled decay first, as torch.optim.AdamW: θ ← θ·(1 − lr·λ) − step (L2-SP: θ − lr·λ·(θ − θ₀) − step).
+      const decayed = !decay
+        ? param.name
+        : towards
+          ? o.op('Sub', [param.name, o.mul(offset(), o.mul(rate, o.scalar(optimizer.weightDecay, 'float32')))])
+          : o.mul(param.name, o.op('Sub', [o.scalar(1, 'float32'), o.mul(rate, o.scalar(optimizer.weightDecay, 'float32'))]));
       updated = o.op('Sub', [decayed, update], {}, `${param.name}/updated`, dims);
       state.push({ input: m, output: mNext }, { input: v, output: vNext });
     } else {
       const sgd = optimizer as Extract<OptimizerSpec, { kind: 'sgd' }>;
       const buffer = stateInput('momentum');
-      const regularised = decay ? o.op('Add', [grad, o.mul(param.name, o.scalar(sgd.weightDecay, 'float32'))]) : grad;
+      const regularised = decay ? o.op('Add', [grad, o.mul(offset(), o.scalar(sgd.weightDecay, 'float32'))]) : grad;
       const bufferNext = o.op('Add', [o.mul(buffer, o.scalar(sgd.momentum, 'float32')), regularised], {}, `${param.name}/momentum`, dims);
       updated = o.op('Sub', [param.name, o.mul(rate, bufferNext)], {}, `${param.name}/updated`, dims);
       state.push({ input: buffer, output: bufferNext });

@@ -223,26 +223,33 @@ export async function trainWith<Input extends Uint8Array | string, C>(
   let backbone = await adapter.openBackbone(reference, { ...backboneOptions, cacheDir, reporter });
   const views = typeof augment === 'number' ? { views: augment } : augment;
   const augmentation = views && views.views > 0 ? { views: views.views, settings: { ...adapter.defaultAugmentation, ...views.settings } } : undefined;
+  const settings = { fit: fitOptionsOf(options), calibrate: options.calibrate, augment: augmentation, cache: options.cache, cacheDir, seed, reporter };
+  const fineTuneSettings = { cacheDir, cache: options.cache, seed, augment: augmentation, reporter };
   try {
-    // Fine-tuning yields a new backbone; the head is then fitted on its features like any other.
+    // Fine-tuning yields a new backbone; the head is then fitted on its features like any other
+    // (or the head trained with it kept). `unfreeze: 'auto'` trains both ways and keeps the better.
     const hooks = options.fineTune ? await import('../finetune/classifier-hooks.js') : undefined;
-    const tuned = hooks && (await hooks.fineTuneForClassifier(dataset, backbone, options.fineTune!, { cacheDir, cache: options.cache, seed, augment: augmentation, reporter }));
-    if (tuned) {
+    const auto = options.fineTune?.unfreeze === 'auto';
+    const frozen = auto ? await trainClassifier(dataset, backbone, settings) : undefined;
+    const tuned = hooks && (await hooks.fineTuneForClassifier(dataset, backbone, hooks.concreteUnfreeze(options.fineTune!), fineTuneSettings));
+    let trained = tuned ? await trainClassifier(dataset, tuned.backbone as unknown as Backbone<Input, unknown>, { ...settings, head: tuned.jointHead }).catch(async (error) => {
+      await tuned.backbone.dispose();
+      throw error;
+    }) : frozen;
+    const choice = hooks && tuned && frozen ? hooks.chooseUnfreeze(frozen.manifest, trained!.manifest, tuned.record) : undefined;
+    if (choice?.kept === 'frozen') {
+      await tuned!.backbone.dispose();
+      trained = frozen;
+    } else if (tuned) {
       await backbone.dispose();
       backbone = tuned.backbone as unknown as Backbone<Input, unknown>;
     }
-    const { head, manifest, heldOutPredictions } = await trainClassifier(dataset, backbone, {
-      fit: fitOptionsOf(options),
-      calibrate: options.calibrate,
-      augment: augmentation,
-      cache: options.cache,
-      cacheDir,
-      seed,
-      reporter,
-    });
+    if (!trained) trained = await trainClassifier(dataset, backbone, settings);
+    const { head, manifest, heldOutPredictions } = trained;
     // What it takes to open the same backbone again at load time.
     manifest.training = { ...manifest.training, backboneOptions: { featureOutput: backboneOptions.featureOutput ?? null, dtype: backboneOptions.dtype ?? null } };
-    if (hooks && tuned) hooks.recordFineTune(manifest, tuned);
+    if (hooks && tuned && choice?.kept !== 'frozen') hooks.recordFineTune(manifest, tuned);
+    if (choice) manifest.training.unfreezeAuto = choice;
     return make(adapter, backbone, head, manifest, cacheDir, heldOutPredictions);
   } catch (error) {
     await backbone.dispose();
@@ -285,6 +292,8 @@ export async function loadWith<Input extends Uint8Array | string, C>(
 
 interface TrainSettings {
   fit?: Partial<FitOptions>;
+  /** A head already trained (with a fine-tuned backbone): calibrated and evaluated, not refitted. */
+  head?: Head;
   calibrate?: boolean;
   augment?: { views: number; settings?: unknown };
   cache?: boolean;
@@ -333,7 +342,9 @@ export async function trainClassifier<Input extends Uint8Array | string>(
   }
   if (validation.set.labels.length === 0) throw dataError('no readable validation inputs', dataset.origin);
 
-  const fit = fitHead(train.set, validation.set, { ...settings.fit, head: settings.fit?.head ?? 'linear', seed }, reporter);
+  const fit: FitResult = settings.head
+    ? { head: settings.head, history: [], bestEpoch: 0, stoppedEarly: false, options: { head: 'linear', standardize: true, seed }, seconds: 0 }
+    : fitHead(train.set, validation.set, { ...settings.fit, head: settings.fit?.head ?? 'linear', seed }, reporter);
   const k = dataset.classes.length;
   const calibration =
     settings.calibrate === false

@@ -12,6 +12,7 @@ import { cacheDirOf, emit, fraction, hubOptionsOf, integer, positiveNumber, repo
 import { formatSkipped, summaryOf } from './format.js';
 import { formatTextTraining } from './text-format.js';
 import { trainGenerate, withGenerateTrainOptions } from './train-generate.js';
+import { formatUnfreezeChoice } from './finetune-format.js';
 
 interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
   task?: Modality | 'generate';
@@ -42,7 +43,7 @@ interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
   report: boolean;
   featureOutput?: string;
   dtype?: 'fp32' | 'fp16' | 'q8' | 'q4';
-  unfreeze?: number | 'all';
+  unfreeze?: number | 'all' | 'auto';
   fineTuneEpochs?: number;
   fineTuneLr?: number;
   shots?: number;
@@ -57,9 +58,9 @@ interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
   baseline: boolean;
 }
 
-/** `--unfreeze`: a block count, or `all`. */
-function blockCount(value: string): number | 'all' {
-  if (value === 'all') return 'all';
+/** `--unfreeze`: a block count, `all`, or `auto`. */
+function blockCount(value: string): number | 'all' | 'auto' {
+  if (value === 'all' || value === 'auto') return value;
   return integer('--unfreeze', 1)(value);
 }
 
@@ -88,7 +89,7 @@ export function trainCommand(): Command {
       .option('--feature-output <name>', 'graph output / layer / node to take features from')
       .addOption(new Option('--dtype <dtype>', 'weights variant of a Hugging Face ONNX repository').choices(['fp32', 'fp16', 'q8', 'q4']))
       .option('-o, --out <dir>', 'where to write the model folder', 'headstart-model')
-      .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; image backbones', blockCount)
+      .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; auto: fine-tune the default blocks and keep that or the frozen backbone, whichever is better on validation; image backbones', blockCount)
       .option('--fine-tune-epochs <n>', 'epochs with the blocks unfrozen (default 10; early stopping may end sooner)', integer('--fine-tune-epochs', 1))
       .option('--fine-tune-lr <rate>', 'peak learning rate while fine-tuning (default 1e-3; lower blocks get less)', positiveNumber('--fine-tune-lr'))
       .option('--no-cache', 'do not read or write the feature cache')
@@ -173,6 +174,7 @@ export function trainCommand(): Command {
           ...table(metrics.validation!),
           ...(metrics.test ? ['', `test (${metrics.test.n} ${classifier.adapter.noun}):`, ...table(metrics.test)] : []),
           ...formatTextTraining(classifier.manifest),
+          ...formatUnfreezeChoice(classifier.manifest),
           ...formatSkipped(skipped),
           '',
           `model written to ${options.out}`,

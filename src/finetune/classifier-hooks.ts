@@ -7,12 +7,15 @@ import { readFile } from 'node:fs/promises';
 import type { Backbone } from '../backbones/backbone.js';
 import { FINE_TUNED_BACKBONE_FILE, type FineTunedBackbone, type ManifestWithoutHead } from '../artifacts/model-folder.js';
 import type { Dataset } from '../data/dataset.js';
-import { fineTuneBackbone, type FineTuneOptions, type FineTuneRecord, type FineTuneSettings } from './fine-tune.js';
+import type { LinearHead } from '../heads/linear.js';
+import { FINE_TUNE_DEFAULTS, fineTuneBackbone, type FineTuneOptions, type FineTuneRecord, type FineTuneSettings } from './fine-tune.js';
 
 export interface ClassifierFineTune {
   backbone: Backbone<Uint8Array, unknown>;
   info: FineTunedBackbone;
   record: FineTuneRecord;
+  /** The head trained with the blocks, when the options keep it (`head: 'joint'`) rather than refit one. */
+  jointHead?: LinearHead;
 }
 
 export async function fineTuneForClassifier<Input>(
@@ -27,7 +30,49 @@ export async function fineTuneForClassifier<Input>(
     backbone: result.backbone,
     info: { file: FINE_TUNED_BACKBONE_FILE, base: { id: backbone.reference.id, sha256: backbone.reference.sha256 } },
     record: result.record,
+    ...(result.record.options.head === 'joint' ? { jointHead: result.head } : {}),
   };
+}
+
+/** `unfreeze: 'auto'` fine-tunes what the default would (the comparison with the frozen head is the classifier's). */
+export function concreteUnfreeze(options: FineTuneOptions): FineTuneOptions {
+  return options.unfreeze === 'auto' ? { ...options, unfreeze: FINE_TUNE_DEFAULTS.unfreeze } : options;
+}
+
+/** What `unfreeze: 'auto'` compared and kept; stored in the manifest as `training.unfreezeAuto`. */
+export interface UnfreezeChoice {
+  kept: 'frozen' | 'fine-tuned';
+  rule: string;
+  frozen: { accuracy: number; logLoss: number };
+  fineTuned: { accuracy: number; logLoss: number; unfreeze: FineTuneRecord['unfreeze']; bestEpoch: number };
+}
+
+/**
+ * Keeps the fine-tuned backbone only when it is better on validation: higher accuracy (the number
+ * users read), or the same accuracy with a lower log loss. Ties go to the frozen head, which is
+ * smaller to ship and faster to retrain.
+ */
+export function chooseUnfreeze(frozen: ManifestWithoutHead, tuned: ManifestWithoutHead, record: FineTuneRecord): UnfreezeChoice {
+  const score = (manifest: ManifestWithoutHead) => {
+    const metrics = manifest.metrics.validation!;
+    return { accuracy: metrics.accuracy, logLoss: metrics.logLoss };
+  };
+  const [a, b] = [score(frozen), score(tuned)];
+  const better = b.accuracy > a.accuracy || (b.accuracy === a.accuracy && b.logLoss < a.logLoss);
+  return {
+    kept: better ? 'fine-tuned' : 'frozen',
+    rule: 'higher validation accuracy, then lower validation log loss; ties keep the frozen head',
+    frozen: a,
+    fineTuned: { ...b, unfreeze: record.unfreeze, bestEpoch: record.bestEpoch },
+  };
+}
+
+/** One line for the terminal and the report. */
+export function describeUnfreezeChoice(choice: UnfreezeChoice): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+  const tuned = `fine-tuned (unfreeze ${choice.fineTuned.unfreeze}) ${pct(choice.fineTuned.accuracy)}`;
+  const frozen = `frozen backbone ${pct(choice.frozen.accuracy)}`;
+  return choice.kept === 'fine-tuned' ? `--unfreeze auto kept the fine-tuned backbone: validation accuracy ${tuned} against ${frozen}` : `--unfreeze auto kept the frozen backbone: validation accuracy ${frozen} against ${tuned}`;
 }
 
 /** Records the fine-tuning in a manifest built for the fine-tuned backbone. */

@@ -19,6 +19,7 @@ import { partitionModel } from '../autodiff/partition.js';
 import { buildTrainingGraph, type OptimizerSpec, type ParamSpec } from '../autodiff/training-graph.js';
 import { TrainingSession } from '../autodiff/training-session.js';
 import type { Dataset, LabelledItem } from '../data/dataset.js';
+import { DEFAULT_IMAGE_AUGMENTATION } from '../data/image-decode.js';
 import { FeatureCache } from '../features/cache.js';
 import { extractFeatures, type AugmentedViews } from '../features/extract.js';
 import type { FeatureSet } from '../heads/head.js';
@@ -32,8 +33,12 @@ import { asImageBackbone, fineTunedGraphBytes, openFineTunedBackbone, readBackbo
 import { batchTensors, trainEpochs, type EpochStats, type ExampleRows } from './loop.js';
 import { PrefixRunner } from './prefix.js';
 
-/** Which weights train: the last N blocks, all of them, or every weight from a named node on. */
-export type UnfreezeSpec = number | 'all' | `last-${number}-blocks` | { fromNode: string };
+/**
+ * Which weights train: the last N blocks, all of them, or every weight from a named node on.
+ * 'auto' (classifiers only): fine-tune the default blocks and keep that or the frozen head,
+ * whichever is better on validation.
+ */
+export type UnfreezeSpec = number | 'all' | 'auto' | `last-${number}-blocks` | { fromNode: string };
 
 export interface FineTuneOptions {
   /** Default 2 (the last two blocks). */
@@ -68,6 +73,20 @@ export interface FineTuneOptions {
    * convolutions, leaving nothing to update.)
    */
   batchNorm?: 'frozen' | 'update';
+  /** The validation score that picks the best epoch and stops early: 'accuracy' (ties to the lower loss) or 'loss'. */
+  selectBy?: 'accuracy' | 'loss';
+  /** Weight decay towards the pre-trained weights (L2-SP) or towards zero. */
+  decayTowards?: 'pretrained' | 'zero';
+  /**
+   * The head the classifier keeps: 'joint', trained together with the blocks, or 'refit', a fresh
+   * head fitted on the fine-tuned features afterwards.
+   */
+  head?: 'joint' | 'refit';
+  /**
+   * Augmented views per training image while fine-tuning (0: none). Default: the classifier's own
+   * `augment` setting when given, else this default.
+   */
+  augment?: number;
 }
 
 export const FINE_TUNE_DEFAULTS = {
@@ -83,6 +102,10 @@ export const FINE_TUNE_DEFAULTS = {
   labelSmoothing: 0.1,
   patience: 3,
   momentum: 0.9,
+  selectBy: 'loss' as 'accuracy' | 'loss',
+  decayTowards: 'zero' as 'pretrained' | 'zero',
+  head: 'refit' as 'joint' | 'refit',
+  augment: 0,
 };
 
 export interface FineTuneSettings {
@@ -102,6 +125,8 @@ export interface FineTuneRecord {
   cut: string[];
   trainedValues: number;
   options: Required<Omit<FineTuneOptions, 'freezeEpochs' | 'unfreeze'>> & { freezeEpochs: number | null };
+  /** Augmented views per training image the blocks were trained on (0: none). */
+  views: number;
   headStage: { epochs: number; valLoss: number | undefined; valAccuracy: number | undefined };
   history: EpochStats[];
   bestEpoch: number;
@@ -150,7 +175,16 @@ function resolveOptions(options: FineTuneOptions) {
     momentum: fraction('momentum', options.momentum ?? FINE_TUNE_DEFAULTS.momentum),
     freezeEpochs: options.freezeEpochs === undefined ? null : integer('freezeEpochs', options.freezeEpochs, 1),
     batchNorm: batchNormOption(options.batchNorm ?? 'frozen'),
+    selectBy: oneOf('selectBy', options.selectBy ?? FINE_TUNE_DEFAULTS.selectBy, ['accuracy', 'loss'] as const),
+    decayTowards: oneOf('decayTowards', options.decayTowards ?? FINE_TUNE_DEFAULTS.decayTowards, ['pretrained', 'zero'] as const),
+    head: oneOf('head', options.head ?? FINE_TUNE_DEFAULTS.head, ['joint', 'refit'] as const),
+    augment: integer('augment', options.augment ?? FINE_TUNE_DEFAULTS.augment, 0),
   };
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw usageError(`${name} must be ${allowed.map((a) => `'${a}'`).join(' or ')}, got ${JSON.stringify(value)}`);
+  return value as T;
 }
 
 function batchNormOption(value: string): 'frozen' | 'update' {
@@ -166,6 +200,7 @@ function optimizerOption(value: string): 'adamw' | 'sgd' {
 /** Parses `unfreeze` into a block count, 'all', or a node to train from. */
 export function parseUnfreeze(spec: UnfreezeSpec): number | 'all' | { fromNode: string } {
   if (spec === 'all' || typeof spec === 'object') return spec;
+  if (spec === 'auto') throw usageError("unfreeze 'auto' compares fine-tuning with the frozen head: train a classifier with it (Classifier.train, headstart train)");
   const count = typeof spec === 'number' ? spec : Number(/^last-(\d+)-blocks$/.exec(spec)?.[1] ?? NaN);
   if (!Number.isSafeInteger(count) || count < 1) throw usageError(`unfreeze must be a block count >= 1, 'last-<N>-blocks', 'all' or { fromNode }, got ${JSON.stringify(spec)}`);
   return count;
@@ -194,7 +229,9 @@ export async function fineTuneBackbone(
   const resolved = resolveOptions(options);
   const unfreeze = parseUnfreeze(options.unfreeze ?? FINE_TUNE_DEFAULTS.unfreeze);
   const classes = dataset.classes.length;
-  const views: AugmentedViews | undefined = settings.augment && settings.augment.views > 0 ? { count: settings.augment.views, seed, settings: settings.augment.settings } : undefined;
+  // The classifier's augmentation, if any; else the fine-tuning's own views with the image defaults.
+  const viewCount = settings.augment && settings.augment.views > 0 ? settings.augment.views : (options.augment ?? FINE_TUNE_DEFAULTS.augment);
+  const views: AugmentedViews | undefined = viewCount > 0 ? { count: viewCount, seed, settings: settings.augment?.settings ?? DEFAULT_IMAGE_AUGMENTATION } : undefined;
   const cutStarted = performance.now();
 
   // The graph, its blocks, and the cut below the weights to train.
@@ -244,8 +281,10 @@ export async function fineTuneBackbone(
       ...(standardizer ? { mean: standardizer.mean, std: standardizer.std } : {}),
     });
     const lrScale = (weight: string) => 1 / resolved.discriminative ** ((depth.get(weight) ?? 0) + 1);
-    const params: ParamSpec[] = [...weights.map((name) => ({ name, lrScale: lrScale(name) })), { name: head.weight }, { name: head.bias }];
-    const optimizer: OptimizerSpec = resolved.optimizer === 'sgd' ? { kind: 'sgd', momentum: resolved.momentum, weightDecay: resolved.weightDecay } : { kind: 'adamw', weightDecay: resolved.weightDecay };
+    const params: ParamSpec[] = [...weights.map((name) => ({ name, lrScale: lrScale(name) })), { name: head.weight, decayTowards: 'zero' }, { name: head.bias }];
+    const decayTowards = resolved.decayTowards === 'pretrained' ? 'initial' : 'zero';
+    const optimizer: OptimizerSpec =
+      resolved.optimizer === 'sgd' ? { kind: 'sgd', momentum: resolved.momentum, weightDecay: resolved.weightDecay, decayTowards } : { kind: 'adamw', weightDecay: resolved.weightDecay, decayTowards };
     const training = buildTrainingGraph({
       graph: partition.suffix,
       info: partition.info,
@@ -279,6 +318,7 @@ export async function fineTuneBackbone(
       cut: partition.frontier.map((tensor) => tensor.name),
       trainedValues: valuesOf(weights) + firstHead.weight.length + firstHead.bias.length,
       options: { ...resolved, discriminative: options.discriminative ?? true },
+      views: viewCount,
       headStage: { epochs: headFit.history.length, valLoss: headStage?.valLoss, valAccuracy: headStage?.valAccuracy },
       history: loop.history,
       bestEpoch: loop.bestEpoch,

@@ -1,7 +1,7 @@
 /**
  * The epoch loop around a `TrainingSession`: seeded shuffles, soft targets, the learning-rate
- * schedule per step, validation every epoch, early stopping on the validation loss, and the best
- * epoch's weights kept.
+ * schedule per step, validation every epoch, early stopping on the validation accuracy or loss,
+ * and the best epoch's weights kept.
  */
 import { ort } from '../backbones/onnx-session.js';
 import type { TrainingSession } from '../autodiff/training-session.js';
@@ -33,8 +33,13 @@ export interface LoopOptions {
   schedule: ScheduleKind;
   warmupFraction: number;
   labelSmoothing: number;
-  /** Epochs without a lower validation loss before stopping (0: never). */
+  /** Epochs without a better validation score before stopping (0: never). */
   patience: number;
+  /**
+   * What "better" means: 'accuracy' (higher validation accuracy, ties to the lower loss) or 'loss'.
+   * Default 'loss'.
+   */
+  selectBy?: 'accuracy' | 'loss';
   seed: number;
 }
 
@@ -53,7 +58,7 @@ export interface LoopResult {
   history: EpochStats[];
   bestEpoch: number;
   stoppedEarly: boolean;
-  /** The weights of the best epoch (lowest validation loss; the last epoch without validation data). */
+  /** The weights of the best epoch (by `selectBy` on validation; the last epoch without validation data). */
   best: Map<string, Float32Array>;
   steps: number;
 }
@@ -137,7 +142,9 @@ export async function trainEpochs(
   const schedule = makeSchedule(options.schedule, options.lr, options.epochs * stepsPerEpoch, options.warmupFraction);
   const rng = new Rng(options.seed);
   const history: EpochStats[] = [];
-  let best: { loss: number; epoch: number; weights: Map<string, Float32Array> } | undefined;
+  let best: { loss: number; accuracy: number; epoch: number; weights: Map<string, Float32Array> } | undefined;
+  const better = (scores: { loss: number; accuracy: number }) =>
+    !best || (options.selectBy === 'accuracy' ? scores.accuracy > best.accuracy || (scores.accuracy === best.accuracy && scores.loss < best.loss) : scores.loss < best.loss);
   let stoppedEarly = false;
   let step = 0;
   const task = reporter.task(label, options.epochs, 'epochs');
@@ -169,8 +176,8 @@ export async function trainEpochs(
       const scores = scoreLogits(await evaluateRows((batch) => session.evaluate(batch), inputs, validation, classes), validation.labels, classes);
       record.valLoss = scores.loss;
       record.valAccuracy = scores.accuracy;
-      if (!best || scores.loss < best.loss) best = { loss: scores.loss, epoch, weights: session.snapshot() };
-    } else if (epoch === options.epochs) best = { loss: record.trainLoss, epoch, weights: session.snapshot() };
+      if (better(scores)) best = { ...scores, epoch, weights: session.snapshot() };
+    } else if (epoch === options.epochs) best = { loss: record.trainLoss, accuracy: record.trainAccuracy, epoch, weights: session.snapshot() };
     record.seconds = (performance.now() - started) / 1000;
     history.push(record);
     task.tick();

@@ -148,10 +148,12 @@ export const MODEL_SCRIPT = String.raw`
     var tuned = data.fineTune;
     curves.appendChild(h('h3', { text: 'Fine-tuning the backbone: ' + tuned.trained }));
     drawCurves(tuned.history, tuned.bestEpoch, 'epoch', 'fineTune');
-    curves.appendChild(h('p', { class: 'note', text: 'The backbone\'s ' + tuned.trained + ' and a linear head trained together (' + tuned.schedule + ' schedule), after ' + tuned.headEpochs + ' epochs of the head alone. ' + (tuned.stoppedEarly ? 'Training stopped early; ' : '') + 'the backbone weights kept are those of epoch ' + tuned.bestEpoch + '. The head below was then fitted anew on the fine-tuned features.' }));
-    curves.appendChild(h('h3', { text: 'The head on the fine-tuned features' }));
+    curves.appendChild(h('p', { class: 'note', text: 'The backbone\'s ' + tuned.trained + ' and a linear head trained together (' + tuned.schedule + ' schedule), after ' + tuned.headEpochs + ' epochs of the head alone. ' + (tuned.stoppedEarly ? 'Training stopped early; ' : '') + 'the backbone weights kept are those of epoch ' + tuned.bestEpoch + (tuned.head === 'joint' ? ', with the head trained alongside them.' : '. The head below was then fitted anew on the fine-tuned features.') }));
+    if (tuned.head !== 'joint') curves.appendChild(h('h3', { text: 'The head on the fine-tuned features' }));
   }
-  if (!data.history.length) {
+  if (data.fineTune && data.fineTune.head === 'joint') {
+    // The head's curves are the joint training's, drawn above.
+  } else if (!data.history.length) {
     curves.appendChild(h('p', { class: 'note', text: 'This head (' + data.head.type + ') is fitted in one step, without epochs: there are no curves to draw.' }));
   } else {
     drawCurves(data.history, data.bestEpoch, data.optimizer === 'lbfgs' ? 'iteration' : 'epoch', '');

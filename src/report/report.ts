@@ -4,6 +4,7 @@ import type { Modality } from '../backbones/backbone.js';
 import { evaluatePredictions, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
 import type { BaselineReport, TruncationReport } from '../classifier/text-classifier.js';
 import type { FineTuneRecord } from '../finetune/fine-tune.js';
+import { describeUnfreezeChoice, type UnfreezeChoice } from '../finetune/classifier-hooks.js';
 import type { EpochRecord } from '../train/fit.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { MODEL_SCRIPT } from './client.js';
@@ -47,7 +48,7 @@ export interface ModelReportData {
   bestEpoch: number;
   stoppedEarly: boolean;
   /** A fine-tuned backbone's joint training with its head, before the final head was fitted. */
-  fineTune?: { trained: string; history: EpochRecord[]; bestEpoch: number; stoppedEarly: boolean; schedule: string; headEpochs: number };
+  fineTune?: { trained: string; history: EpochRecord[]; bestEpoch: number; stoppedEarly: boolean; schedule: string; headEpochs: number; head: 'joint' | 'refit' };
   skipped: ModelManifest['skipped'];
   model: Record<string, unknown>;
   data: Record<string, unknown>;
@@ -102,8 +103,10 @@ export async function buildModelReport(dir: string, folder = dir): Promise<{ dat
     timings?: Record<string, number>;
     fineTune?: FineTuneRecord;
     truncation?: TruncationReport;
+    unfreezeAuto?: UnfreezeChoice;
     baseline?: BaselineReport;
   };
+  if (training.unfreezeAuto) notes.push(`${describeUnfreezeChoice(training.unfreezeAuto)} (${training.unfreezeAuto.rule}).`);
   const timings = { ...(training.timings ?? {}) };
   if (timings.featureSeconds !== undefined && timings.fitSeconds !== undefined) timings.totalSeconds = Math.round((timings.featureSeconds + timings.fitSeconds) * 1000) / 1000;
   const counts = Object.fromEntries(
@@ -171,6 +174,8 @@ function fineTuneCurves(record: FineTuneRecord): NonNullable<ModelReportData['fi
     stoppedEarly: record.stoppedEarly,
     schedule: record.options.schedule,
     headEpochs: record.headStage.epochs,
+    // Records written before the option existed refitted the head.
+    head: record.options.head ?? 'refit',
   };
 }
 
