@@ -91,7 +91,7 @@ export function trainCommand(): Command {
       .option('-o, --out <dir>', 'where to write the model folder', 'headstart-model')
       .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; auto: fine-tune the default blocks and keep that or the frozen backbone, whichever is better on validation; image backbones', blockCount)
       .option('--fine-tune-epochs <n>', 'epochs with the blocks unfrozen (default 10; early stopping may end sooner)', integer('--fine-tune-epochs', 1))
-      .option('--fine-tune-lr <rate>', 'peak learning rate while fine-tuning (default 1e-3; lower blocks get less)', positiveNumber('--fine-tune-lr'))
+      .option('--fine-tune-lr <rate>', 'peak learning rate while fine-tuning (default 3e-3; lower blocks get less)', positiveNumber('--fine-tune-lr'))
       .option('--no-cache', 'do not read or write the feature cache')
       .option('--no-calibrate', 'do not fit a softmax temperature on the validation split')
       .option('--no-report', `do not write <out>/${REPORT_FILE}`)
