@@ -1,8 +1,9 @@
 /**
  * `unfreeze: 'auto'` and the default fine-tuning recipe, measured: on MNIST digits (ImageNet
  * features fit them poorly) fine-tuning the last two blocks must beat the frozen head by a margin,
- * and auto must keep it; the choice is in the manifest, the report and the CLI's output. Small sets
- * keep it quick; the three-seed numbers are in `npm run bench` (bench/finetune.ts).
+ * and auto must keep it; the choice is in the manifest, the report and the CLI's output. One seed of
+ * the bench's set (30 per class, 500 validation; measured +5.2 points); the three-seed numbers are in
+ * `npm run bench` (bench/finetune.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,14 +23,14 @@ describe('fine-tuning that pays: --unfreeze auto on handwritten digits (MobileNe
 
   beforeAll(async () => {
     work = await tempDir('headstart-finetune-auto-');
-    digits = await mnistDigitFolder(work, { train: 15, validation: 20 });
+    digits = await mnistDigitFolder(work, { train: 30, validation: 50 });
   });
 
-  it('keeps the fine-tuned backbone, which beats the frozen head by ≥ 2 points; manifest, report and folder say so', async () => {
+  it('keeps the fine-tuned backbone, which beats the frozen head by ≥ 3 points (bench: +5.8); manifest, report and folder say so', async () => {
     const classifier = await ImageClassifier.train({ data: digits, backbone: MOBILENET_035, cacheDir: join(work, 'cache'), seed: 0, fineTune: { unfreeze: 'auto' } });
     const choice = classifier.manifest.training.unfreezeAuto as UnfreezeChoice;
     expect(choice.kept, JSON.stringify(choice)).toBe('fine-tuned');
-    expect(choice.fineTuned.accuracy).toBeGreaterThanOrEqual(choice.frozen.accuracy + 0.02);
+    expect(choice.fineTuned.accuracy).toBeGreaterThanOrEqual(choice.frozen.accuracy + 0.03);
     expect(classifier.metrics.validation!.accuracy).toBe(choice.fineTuned.accuracy);
     expect(classifier.manifest.backbone.fineTuned?.file).toBe('backbone.onnx');
     const dir = join(work, 'model');
