@@ -1,5 +1,5 @@
 /**
- * Text generation, for `npm run bench` (and alone: `npx tsx bench/generate.ts`; `--skip-fortunes` for the speed part only):
+ * Text generation, for `npm run bench` (and alone: `npx tsx bench/generate.ts`; `--skip-fortunes` / `--skip-speed` for one part):
  * - a random-weight GPT-2 124M built here by tools/make-gpt2-124m.py (PyTorch), the same weights on both sides:
  *   decode tokens/s at batch 1 with the KV cache against PyTorch eager, and headstart's JavaScript time per token
  *   (a step's wall time minus onnxruntime's run); one LoRA step and one full fine-tuning step at 8 × 128 tokens
@@ -139,14 +139,14 @@ async function fortunes(dir: string): Promise<void> {
   }
 }
 
-export async function generateBench(options: { fortunes?: boolean } = {}): Promise<void> {
+export async function generateBench(options: { fortunes?: boolean; speed?: boolean } = {}): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'headstart-bench-generate-'));
   try {
-    await speed(join(dir, 'gpt2-124m'));
+    if (options.speed !== false) await speed(join(dir, 'gpt2-124m'));
     if (options.fortunes !== false) await fortunes(dir);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await generateBench({ fortunes: !process.argv.includes('--skip-fortunes') });
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await generateBench({ fortunes: !process.argv.includes('--skip-fortunes'), speed: !process.argv.includes('--skip-speed') });
