@@ -36,3 +36,28 @@ describe('Ultralytics YOLO ONNX exports (images → output0 [1, 4 + C, N])', () 
     expect(kept.map((d) => d.score)).toEqual([0.9, 0.7, 0.6]);
   });
 });
+
+/** A random-weight DETR in the transformers.js layout and transformers' post-processing of it, from tools/detr-layout-fixture.py. */
+const detr = JSON.parse(readFileSync(`${FIXTURES}detr-reference.json`, 'utf8'));
+
+describe('DETR folders in the transformers.js layout (pixel_values → logits + pred_boxes)', () => {
+  it('give the boxes, scores and labels transformers\' post_process_object_detection gives, best first', async () => {
+    const detector = await Detector.load(`${FIXTURES}${detr.model}`, { threads: 1 });
+    try {
+      expect(detector.classes).toEqual(['ant', 'bee', 'wasp']);
+      expect(detector.layout.kind).toBe('detr');
+      for (const [image, listed] of Object.entries(detr.detections) as [string, { label: string; score: number; box: number[] }[]][]) {
+        const expected = [...listed].sort((a, b) => b.score - a.score);
+        const found = await detector.detect(`${FIXTURES}${image}`, { threshold: detr.threshold });
+        expect(found.detections.length, image).toBe(expected.length);
+        found.detections.forEach((d, i) => {
+          expect(d.label).toBe(expected[i]!.label);
+          expect(d.score).toBeCloseTo(expected[i]!.score, 5);
+          d.box.forEach((v, k) => expect(Math.abs(v - Math.min(Math.max(expected[i]!.box[k]!, 0), k % 2 ? found.height : found.width))).toBeLessThan(1e-3));
+        });
+      }
+    } finally {
+      await detector.dispose();
+    }
+  });
+});

@@ -16,7 +16,7 @@ export function evalCommand(): Command {
       .option('--label-column <name>', 'text: column or JSON field holding the label'),
   )).action(async (model: string, data: string, options: GlobalOptions & HubCliOptions & { textColumn?: string; labelColumn?: string }) => {
     const reporter = reporterFor(options);
-    if (Detector.isDetectorReference(model)) {
+    if (await Detector.isDetectorReference(model)) {
       const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter });
       try {
         const result = await detector.evaluatePath(data);

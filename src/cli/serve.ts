@@ -58,7 +58,7 @@ export function serveCommand(): Command {
       const detectors: DetectorToServe[] = [];
       try {
         for (const { name, folder } of named) {
-          if (Detector.isDetectorReference(folder)) detectors.push({ name, detector: await Detector.load(folder, { cacheDir: cacheDirOf(options), reporter }) });
+          if (await Detector.isDetectorReference(folder)) detectors.push({ name, detector: await Detector.load(folder, { cacheDir: cacheDirOf(options), reporter }) });
           else if (folder.startsWith('hf:') || (await isCausalLmFolder(folder))) {
             const lm = await CausalLm.open(folder, { hub: hubOptionsOf(options), reporter });
             languageModels.push({ name, lm, chatTemplate: await chatTemplateOf(lm.folder) });

@@ -10,6 +10,7 @@ import type { DetectionItem, DetectionSplitOptions } from './detection-dataset.j
 import type { DetectorLayout } from './layout.js';
 import { readDetectionDataset } from './read-dataset.js';
 import { YoloLayout } from './yolo-layout.js';
+import { DetrLayout } from './detr-layout.js';
 
 export const BUILTIN_DETECTORS = {
   centernet: 'CenterNet (MobileNetV3), COCO\'s 80 classes, 512 px (TF.js graph model bundled in @vladmandic/human, MIT)',
@@ -60,12 +61,14 @@ export class Detector {
   }
 
   /** Whether a model reference names a detector (shared commands dispatch on it). */
-  static isDetectorReference(reference: string): boolean {
-    return (reference.startsWith('builtin:') && reference.slice('builtin:'.length) in BUILTIN_DETECTORS) || reference.toLowerCase().endsWith('.onnx');
+  static async isDetectorReference(reference: string): Promise<boolean> {
+    if (reference.startsWith('builtin:')) return reference.slice('builtin:'.length) in BUILTIN_DETECTORS;
+    return reference.toLowerCase().endsWith('.onnx') || (await DetrLayout.isDetrFolder(reference));
   }
 
   /**
-   * `builtin:centernet`, or an ONNX file in Ultralytics YOLO's layout (`images` → `output0`).
+   * `builtin:centernet`, an ONNX file in Ultralytics YOLO's layout (`images` → `output0`), or a
+   * DETR folder in the transformers.js layout (`pixel_values` → `logits` + `pred_boxes`).
    */
   static async load(reference: string, options: DetectorLoadOptions = {}): Promise<Detector> {
     const cacheDir = options.cacheDir ?? defaultCacheDir();
@@ -77,7 +80,8 @@ export class Detector {
     const info = await stat(reference).catch(() => undefined);
     if (!info) throw usageError(`detector "${reference}" is neither a builtin (${Object.keys(BUILTIN_DETECTORS).map((n) => `builtin:${n}`).join(', ')}) nor an existing file`);
     if (info.isFile() && reference.toLowerCase().endsWith('.onnx')) return new Detector(reference, await YoloLayout.open(reference, options.threads));
-    throw modelError('not a detector: expected builtin:centernet or an Ultralytics YOLO .onnx export', reference);
+    if (info.isDirectory() && (await DetrLayout.isDetrFolder(reference))) return new Detector(reference, await DetrLayout.open(reference, options.threads));
+    throw modelError('not a detector: expected builtin:centernet, an Ultralytics YOLO .onnx export or a DETR folder (transformers.js layout)', reference);
   }
 
   async detect(input: Uint8Array | string, options: DetectOptions = {}): Promise<ImageDetections> {
