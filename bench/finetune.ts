@@ -128,6 +128,12 @@ const std = (xs: number[]) => Math.sqrt(xs.reduce((s, x) => s + (x - mean(xs)) *
 const meanStd = (xs: number[]) => `${mean(xs).toFixed(3)} ± ${std(xs).toFixed(3)}`;
 
 export async function fineTuneBench(): Promise<void> {
+  await fineTuneSpeedBench();
+  await fineTuneAccuracyBench();
+}
+
+/** One training step, headstart against PyTorch 2.x (alone: `npx tsx bench/finetune.ts speed`). */
+export async function fineTuneSpeedBench(): Promise<void> {
   const nchwcBlock = await nchwcBlockSize();
   section(`Fine-tuning speed: one AdamW step of the last 2 blocks (or all) + linear head, batch ${BATCH}, ${THREADS} threads, same graph (BN folded) in both; convolutions on trained weights ${nchwcBlock ? `in onnxruntime's NCHWc layout (block ${nchwcBlock})` : 'as plain ONNX Conv (no NCHWc kernels here)'}; PyTorch 2.x eager${TORCH_COMPILE ? ' and torch.compile' : ''}`);
   for (const [model, torchName] of [
@@ -162,6 +168,10 @@ export async function fineTuneBench(): Promise<void> {
     }
   }
 
+}
+
+/** Accuracy of the default recipe and of auto against the frozen head (alone: `npx tsx bench/finetune.ts accuracy`). */
+export async function fineTuneAccuracyBench(): Promise<void> {
   const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-bench-finetune-'));
   const runSeeds = async (data: string, options: { fineTune?: FineTuneOptions; augment?: number }) => {
     const result = { accuracy: [] as number[], seconds: [] as number[], kept: [] as string[] };
@@ -208,4 +218,7 @@ export async function fineTuneBench(): Promise<void> {
   line('scratch CNN: val accuracy', scratch.metrics.validation.accuracy.toFixed(3), `${(scratch.parameters / 1e3).toFixed(0)} k weights, best epoch ${scratch.bestEpoch}/${scratch.history.length}, ${scratch.seconds.toFixed(0)} s`);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await fineTuneBench();
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const only = process.argv[2];
+  await (only === 'speed' ? fineTuneSpeedBench() : only === 'accuracy' ? fineTuneAccuracyBench() : fineTuneBench());
+}
