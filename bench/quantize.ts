@@ -9,7 +9,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,7 @@ import { ImageClassifier } from '../src/classifier/image-classifier.js';
 import { materialiseDemoDigits } from '../src/data/demo-digits.js';
 import { prepareImagePixels } from '../src/data/image-decode.js';
 import { readImageFolder } from '../src/data/image-folder.js';
+import { ExportedModel } from '../src/export/exported-model.js';
 import { compareOnLabelled, DEFAULT_CALIBRATION_COUNT, exportClassifier, type LabelledComparison } from '../src/export/onnx-export.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -115,6 +116,59 @@ async function imageRows(work: string, name: string, classifier: Classifier, eva
   line(`${name}: int8-weights accuracy drop`, drop(weightOnly), dropNote(weightOnly));
 }
 
+/** Runs/s of `run` on each model in turns (ROUNDS windows each, the median). */
+async function timeRuns(models: ExportedModel[], run: (model: ExportedModel) => Promise<unknown>): Promise<number[]> {
+  for (const model of models) await run(model);
+  const rates: number[][] = models.map(() => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, model] of models.entries()) {
+      let runs = 0;
+      const start = performance.now();
+      while (performance.now() - start < 600 || runs < 2) {
+        await run(model);
+        runs++;
+      }
+      rates[i]!.push(runs / ((performance.now() - start) / 1000));
+    }
+  }
+  return rates.map((r) => r.sort((a, b) => a - b)[r.length >> 1]!);
+}
+
+/** Text (a transformer encoder) and audio (speech embedding): does static int8 pay there? Speed, size and agreement on the training data. */
+async function textAndAudioRows(work: string, cacheDir: string): Promise<void> {
+  const sst = (await readFile(join(SHARED, 'data/text/sst2/train.tsv'), 'utf8')).split('\n').slice(1, 301).filter(Boolean);
+  const csv = join(work, 'sst2-300.csv');
+  await writeFile(csv, 'text,label\n' + sst.map((row) => { const [text, label] = row.split('\t'); return `"${text!.replace(/"/g, '""')}",${label}`; }).join('\n') + '\n');
+  const fsdd = join(work, 'fsdd');
+  for (const digit of ['0', '1', '2', '3']) {
+    await mkdir(join(fsdd, digit), { recursive: true });
+    for (const speaker of ['george', 'jackson']) for (let take = 0; take < 10; take++) await copyFile(join(SHARED, 'data/audio/fsdd/recordings', `${digit}_${speaker}_${take}.wav`), join(fsdd, digit, `${speaker}_${take}.wav`));
+  }
+  const cases = [
+    { name: 'text: bert-tiny (random weights), 300 SST-2 rows', task: 'text', data: csv, backbone: join(SHARED, 'models/bert-tiny-random'), unit: 'texts/s, batch 16 × 64 tokens' },
+    { name: 'audio: speech embedding, 80 FSDD clips', task: 'audio', data: fsdd, backbone: join(SHARED, 'models/speech-embedding-onnx'), unit: 'clips/s, 2 s clips' },
+  ] as const;
+  for (const { name, task, data, backbone, unit } of cases) {
+    const classifier = await Classifier.train({ task, data, backbone, cacheDir });
+    try {
+      const fp32 = await exportClassifier(classifier);
+      const int8 = await exportClassifier(classifier, { quantize: 'int8' });
+      const models = await Promise.all([fp32.onnx, int8.onnx].map((bytes) => ExportedModel.load(bytes)));
+      const tokens = Array.from({ length: 16 }, (_, i) => Array.from({ length: 64 }, (_, j) => 1000 + ((i * 64 + j) % 5000)));
+      const clip = Float32Array.from({ length: 32_000 }, (_, i) => 0.3 * Math.sin(i / 7));
+      const [base, ours] = await timeRuns(models, (model) => (task === 'text' ? model.probabilitiesOfTokens(tokens) : model.probabilitiesOfSamples([clip])));
+      const perRun = task === 'text' ? 16 : 1;
+      for (const model of models) await model.release();
+      const { items } = await classifier.adapter.readLabelled(data, classifier.labels);
+      const comparison = await compareOnLabelled(classifier, int8.onnx, items);
+      line(`${name}: int8 speed`, `${(ours! / base!).toFixed(2)}×`, `${(base! * perRun).toFixed(1)} → ${(ours! * perRun).toFixed(1)} ${unit}; ${(fp32.onnx.byteLength / 1e6).toFixed(1)} → ${(int8.onnx.byteLength / 1e6).toFixed(1)} MB`);
+      line(`${name}: int8 accuracy drop`, drop(comparison), dropNote(comparison));
+    } finally {
+      await classifier.dispose();
+    }
+  }
+}
+
 export async function quantizeBench(): Promise<void> {
   const work = await mkdtemp(join(tmpdir(), 'headstart-bench-quantize-'));
   const cacheDir = join(work, 'cache');
@@ -142,6 +196,7 @@ export async function quantizeBench(): Promise<void> {
     } finally {
       await resnet.dispose();
     }
+    await textAndAudioRows(work, cacheDir);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -7,7 +7,8 @@ import { ImageClassifier } from '../src/classifier/image-classifier.js';
 import { TextClassifier } from '../src/classifier/text-classifier.js';
 import { calibrateRanges, entropyThreshold, percentileThreshold, type CalibrationRunner } from '../src/export/calibrate.js';
 import { compareOnLabelled, exportClassifier, type ExportResult } from '../src/export/onnx-export.js';
-import { uint8Quantization } from '../src/export/quantize-static.js';
+import { equalizationPairs, equalizeChannels, planQuantization, uint8Quantization } from '../src/export/quantize-static.js';
+import { attr, encodeModel, OnnxGraph } from '../src/backbones/tfjs/onnx-graph.js';
 import { Rng } from '../src/util/rng.js';
 import { runCli } from './helpers/cli.js';
 import { HYMENOPTERA, SHARED, tempDir } from './helpers/images.js';
@@ -194,5 +195,47 @@ describe('activation calibration', () => {
   it('rejects unknown methods and percentiles outside (50, 100]', async () => {
     await expect(calibrateRanges(runner({ gaussian }), ['gaussian'], { method: 'median' as never, percentile: 99 })).rejects.toThrow(/unknown calibration method "median"/);
     await expect(calibrateRanges(runner({ gaussian }), ['gaussian'], { method: 'percentile', percentile: 100.5 })).rejects.toThrow(/above 50 and at most 100/);
+  });
+});
+
+describe('channel equalization before calibrating', () => {
+  it('leaves a Conv → Conv pair\'s float output unchanged and evens out the ranges of the tensor between them', async () => {
+    const graph = new OnnxGraph();
+    const input = graph.addInput('x', [-1, 3, 8, 8]);
+    const rng = new Rng(5);
+    // Four channels between the convolutions, with ranges 100× apart.
+    const first = Float32Array.from({ length: 4 * 3 * 3 * 3 }, (_, i) => rng.normal() * [0.05, 1, 5, 0.2][Math.floor(i / 27)]!);
+    const second = Float32Array.from({ length: 6 * 4 }, () => rng.normal());
+    const middle = graph.addNode('Conv', [input, graph.addFloatInitializer('w1', [4, 3, 3, 3], first), graph.addFloatInitializer('b1', [4], Float32Array.of(0.1, -1, 2, 0))], { pads: attr.ints([1, 1, 1, 1]) }, 'middle');
+    const out = graph.addNode('Conv', [middle, graph.addFloatInitializer('w2', [6, 4, 1, 1], second)], {}, 'out');
+    graph.outputs = [{ name: out, shape: [-1, 6, 8, 8] }];
+    const bytes = encodeModel(graph, 'pair', '');
+    /** The model with the tensor between the convolutions as a second output, to read it. */
+    const withMiddle = (model: Uint8Array) => {
+      const decoded = onnx.ModelProto.decode(model);
+      decoded.graph!.output!.push({ name: middle, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+      return onnx.ModelProto.encode(decoded).finish();
+    };
+    const x = new ort.Tensor('float32', Float32Array.from({ length: 2 * 3 * 64 }, () => rng.normal()), [2, 3, 8, 8]);
+    const run = async (model: Uint8Array) => {
+      const session = await ort.InferenceSession.create(withMiddle(model));
+      const result = await session.run({ x });
+      await session.release();
+      return { out: result[out]!.data as Float32Array, middle: result[middle]!.data as Float32Array };
+    };
+    const channelMax = (values: Float32Array) => Array.from({ length: 4 }, (_, c) => Math.max(...Array.from({ length: 2 * 64 }, (_, k) => Math.abs(values[(Math.floor(k / 64) * 4 + c) * 64 + (k % 64)]!))));
+    const before = await run(bytes);
+
+    const model = onnx.ModelProto.decode(bytes);
+    const plan = planQuantization(model.graph!, () => false);
+    const pairs = equalizationPairs(model.graph!, plan);
+    expect(pairs.map((pair) => pair.tensor)).toEqual([middle]);
+    const ranges = channelMax(before.middle);
+    expect(equalizeChannels(model.graph!, pairs, new Map([[middle, Float64Array.from(ranges)]]))).toBe(1);
+    const after = await run(onnx.ModelProto.encode(model).finish());
+    expect(Math.max(...Array.from(after.out, (v, i) => Math.abs(v - before.out[i]!)))).toBeLessThan(1e-4);
+    const spread = (r: number[]) => Math.max(...r) / Math.min(...r);
+    expect(spread(channelMax(after.middle))).toBeLessThan(Math.sqrt(spread(ranges)) * 1.01);
+    expect(spread(ranges)).toBeGreaterThan(20);
   });
 });

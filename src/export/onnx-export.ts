@@ -37,7 +37,7 @@ import { ExportedModel, type PreparedInput } from './exported-model.js';
 import { HeadGraphBuilder, MIN_EXPORT_OPSET } from './head-graph.js';
 import { quantizeWeights, type QuantizationReport } from './quantize.js';
 import { calibrateRanges, checkCalibration, DEFAULT_CALIBRATION, type CalibrationSettings } from './calibrate.js';
-import { applyQuantization, planQuantization } from './quantize-static.js';
+import { applyQuantization, equalizationPairs, equalizeChannels, planQuantization } from './quantize-static.js';
 
 const { onnx } = onnxProto;
 
@@ -125,6 +125,8 @@ interface BackboneGraph {
   prefix: string;
   /** The pooled features the head reads (set by `assemble`). */
   features?: string;
+  /** Name prefixes of backbone nodes that are preprocessing, which static int8 leaves float (the mel spectrogram). */
+  floatPrefixes?: string[];
 }
 
 async function readBackboneGraph(source: string | Uint8Array, origin: string): Promise<BackboneGraph> {
@@ -250,14 +252,14 @@ async function quantizeStatically(
   classifier: Classifier,
   model: OnnxTypes.ModelProto,
   fp32: Uint8Array,
-  { prefix, features }: BackboneGraph,
+  { prefix, features, floatPrefixes = [] }: BackboneGraph,
   options: CalibrationOptions,
   origin: string,
 ): Promise<QuantizationReport> {
   const settings: CalibrationSettings = { method: options.method ?? DEFAULT_CALIBRATION.method, percentile: options.percentile ?? DEFAULT_CALIBRATION.percentile };
   checkCalibration(settings);
   const graph = model.graph!;
-  const plan = planQuantization(graph, (node) => (node.name ?? '').startsWith(prefix));
+  const plan = planQuantization(graph, (node) => [prefix, ...floatPrefixes].some((p) => (node.name ?? '').startsWith(p)));
   if (plan.ops.length === 0) {
     throw usageError(
       `--quantize int8 found nothing to run on integer kernels in this ${classifier.manifest.modality} model (backbone ${classifier.backbone.reference.id}): ` +
@@ -265,29 +267,59 @@ async function quantizeStatically(
     );
   }
   const inputs = await calibrationInputs(classifier, options);
-  // The float file with every planned tensor as an extra output, run on the calibration inputs.
-  const instrumented = onnx.ModelProto.decode(fp32);
-  const measured = plan.tensors.filter((tensor) => !plan.sameRangeAs.has(tensor));
-  const extra = features && !measured.includes(features) ? [...measured, features] : measured;
-  instrumented.graph!.output = [...instrumented.graph!.output!, ...extra.map(floatOutput)];
-  const runner = await ExportedModel.load(onnx.ModelProto.encode(instrumented).finish());
+  const prepared: PreparedInput[] = [];
+  const pairs = equalizationPairs(graph, plan);
+  // First the per-channel ranges between convolution pairs, to equalise their channels (exact in
+  // float); then the float file, so equalised, with every planned tensor as an extra output.
+  const first = await ExportedModel.load(instrument(fp32, pairs.map((pair) => pair.tensor)));
+  let equalized = 0;
   try {
-    const prepared: PreparedInput[] = [];
     for (const input of inputs) {
       try {
-        prepared.push(await prepareForExport(classifier, runner, input));
+        prepared.push(await prepareForExport(classifier, first, input));
       } catch {
         // An unreadable training input calibrates nothing; the others still do.
       }
     }
     if (prepared.length === 0) throw dataError('none of the calibration inputs could be read', origin);
+    if (pairs.length > 0) {
+      const ranges = new Map(pairs.map((pair) => [pair.tensor, new Float64Array(pair.channels)]));
+      for (const input of prepared) {
+        const values = await first.outputsFor(input, pairs.map((pair) => pair.tensor));
+        for (const { tensor, channels } of pairs) {
+          // One input at a time, NCHW: channel c is the c-th contiguous block.
+          const block = values[tensor]!.length / channels;
+          const range = ranges.get(tensor)!;
+          values[tensor]!.forEach((v, i) => {
+            const c = Math.floor(i / block);
+            if (Math.abs(v) > range[c]!) range[c] = Math.abs(v);
+          });
+        }
+      }
+      equalized = equalizeChannels(graph, pairs, ranges);
+    }
+  } finally {
+    await first.release();
+  }
+  const measured = plan.tensors.filter((tensor) => !plan.sameRangeAs.has(tensor));
+  const float = equalized > 0 ? onnx.ModelProto.encode(model).finish() : fp32;
+  const runner = await ExportedModel.load(instrument(float, features && !measured.includes(features) ? [...measured, features] : measured));
+  try {
     const ranges = await calibrateRanges({ inputs: prepared.length, run: (i, tensors) => runner.outputsFor(prepared[i]!, tensors) }, measured, settings);
     const report = applyQuantization(graph, plan, ranges, { ...settings, inputs: prepared.length });
+    report.equalized = equalized;
     if (features) await correctFeatureBias(model, features, prepared, runner, prefix);
     return report;
   } finally {
     await runner.release();
   }
+}
+
+/** A model's bytes with `tensors` added as float outputs, so a session can fetch them. */
+function instrument(bytes: Uint8Array, tensors: string[]): Uint8Array {
+  const model = onnx.ModelProto.decode(bytes);
+  model.graph!.output = [...model.graph!.output!, ...tensors.map(floatOutput)];
+  return onnx.ModelProto.encode(model).finish();
 }
 
 const floatOutput = (name: string): OnnxTypes.IValueInfoProto => ({ name, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
@@ -527,6 +559,8 @@ async function exportSpeechEmbeddingClassifier(classifier: Classifier, backbone:
   merged.model.opsetImport = mergeOpsets(mel.model, embedding.model);
   merged.taken = new Set([...mel.taken, ...embedding.taken, ...namesIn(mel.graph), ...namesIn(embedding.graph)]);
   merged.prefix = freePrefix(merged.taken);
+  // The log-mel front end is preprocessing: its dynamic range (power spectra) does not survive 8 bits.
+  merged.floatPrefixes = ['mel/'];
 
   const added = new OnnxGraph();
   const builder = new HeadGraphBuilder(added, Math.min(mel.opset, embedding.opset), merged.prefix);

@@ -238,3 +238,85 @@ export function applyQuantization(
   graph.input = (graph.input ?? []).filter((input) => !(initializers.has(input.name!) && !initializerNames.has(input.name!)));
   return report;
 }
+
+/** A convolution whose output only one other convolution reads, with nothing in between: their channels can be rescaled exactly. */
+export interface EqualizationPair {
+  producer: OnnxTypes.INodeProto;
+  consumer: OnnxTypes.INodeProto;
+  /** The tensor between them, and its channel count. */
+  tensor: string;
+  channels: number;
+}
+
+/**
+ * Pairs for channel equalization: Conv → Conv (group 1) where the first one's output feeds only the
+ * second (no activation, no residual branch), both with weight initializers and quantised.
+ */
+export function equalizationPairs(graph: OnnxTypes.IGraphProto, plan: QuantizationPlan): EqualizationPair[] {
+  const initializers = new Map((graph.initializer ?? []).map((tensor) => [tensor.name!, tensor]));
+  const graphOutputs = new Set((graph.output ?? []).map((output) => output.name!));
+  const consumers = new Map<string, OnnxTypes.INodeProto[]>();
+  for (const node of graph.node ?? []) for (const name of node.input ?? []) consumers.set(name, [...(consumers.get(name) ?? []), node]);
+  const quantized = new Set(plan.ops);
+  const weightUsers = (name: string) => (consumers.get(name) ?? []).length;
+  const pairs: EqualizationPair[] = [];
+  for (const producer of plan.ops) {
+    if (producer.opType !== 'Conv') continue;
+    const tensor = producer.output![0]!;
+    const readers = consumers.get(tensor) ?? [];
+    const consumer = readers[0];
+    if (readers.length !== 1 || !consumer || consumer.opType !== 'Conv' || !quantized.has(consumer) || consumer.input![0] !== tensor || graphOutputs.has(tensor)) continue;
+    if (Number(consumer.attribute?.find((a) => a.name === 'group')?.i ?? 1) !== 1) continue;
+    const [pw, pb] = [producer.input![1]!, producer.input![2]];
+    const cw = consumer.input![1]!;
+    // Weights shared with other nodes cannot be rescaled for this pair alone.
+    if (weightUsers(pw) !== 1 || weightUsers(cw) !== 1 || (pb && weightUsers(pb) !== 1)) continue;
+    const channels = Number(initializers.get(pw)!.dims![0]);
+    if (Number(initializers.get(cw)!.dims![1]) !== channels) continue;
+    pairs.push({ producer, consumer, tensor, channels });
+  }
+  return pairs;
+}
+
+/**
+ * Rescales each pair's channels so that the tensor between them spreads its range evenly over its
+ * channels: channel c of the producer (weights and bias) is divided by s_c and the consumer's input
+ * channel c multiplied by it, which leaves the float function unchanged (nothing nonlinear sits
+ * between them) while one per-tensor activation scale then suits every channel.
+ * s_c = sqrt(activation range_c / weight range_c), balancing the two (SmoothQuant's α = 0.5; Xiao
+ * et al. 2023), since the consumer's weights are quantised per output channel and grow by s_c.
+ * `ranges` holds each tensor's largest magnitude per channel, measured on the calibration inputs.
+ */
+export function equalizeChannels(graph: OnnxTypes.IGraphProto, pairs: EqualizationPair[], ranges: Map<string, Float64Array>): number {
+  const initializers = new Map((graph.initializer ?? []).map((tensor) => [tensor.name!, tensor]));
+  const write = (tensor: OnnxTypes.ITensorProto, values: Float32Array) => {
+    tensor.rawData = new Uint8Array(values.buffer);
+    tensor.floatData = [];
+  };
+  let equalized = 0;
+  for (const { producer, consumer, tensor, channels } of pairs) {
+    const activation = ranges.get(tensor);
+    const pw = initializers.get(producer.input![1]!)!;
+    const cw = initializers.get(consumer.input![1]!)!;
+    const pb = producer.input![2] ? initializers.get(producer.input![2]) : undefined;
+    const [pValues, cValues, bValues] = [floatsOf(pw), floatsOf(cw), pb && floatsOf(pb)];
+    if (!activation || !pValues || !cValues || (pb && !bValues)) continue;
+    const outputs = Number(cw.dims![0]);
+    const inner = cValues.length / (outputs * channels);
+    const weightRange = new Float64Array(channels);
+    for (let o = 0; o < outputs; o++) for (let c = 0; c < channels; c++) for (let k = 0; k < inner; k++) weightRange[c] = Math.max(weightRange[c]!, Math.abs(cValues[(o * channels + c) * inner + k]!));
+    const scales = Float64Array.from(activation, (a, c) => (a > 0 && weightRange[c]! > 0 ? Math.sqrt(a / weightRange[c]!) : 1));
+    // Normalised to a geometric mean of 1, so the overall magnitudes stay where they were.
+    const mean = Math.exp(scales.reduce((sum, s) => sum + Math.log(s), 0) / channels);
+    for (let c = 0; c < channels; c++) scales[c]! /= mean;
+    const perProducerChannel = pValues.length / channels;
+    for (let i = 0; i < pValues.length; i++) pValues[i]! /= scales[Math.floor(i / perProducerChannel)]!;
+    if (bValues) for (let c = 0; c < channels; c++) bValues[c]! /= scales[c]!;
+    for (let o = 0; o < outputs; o++) for (let c = 0; c < channels; c++) for (let k = 0; k < inner; k++) cValues[(o * channels + c) * inner + k]! *= scales[c]!;
+    write(pw, pValues);
+    write(cw, cValues);
+    if (pb && bValues) write(pb, bValues);
+    equalized++;
+  }
+  return equalized;
+}

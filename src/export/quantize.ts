@@ -33,6 +33,8 @@ export interface QuantizationReport {
   /** Static schemes: activation tensors quantised, and the calibration that set their scales. */
   activations?: number;
   calibration?: { method: string; percentile: number; inputs: number };
+  /** Convolution pairs whose channels were equalised before calibrating. */
+  equalized?: number;
 }
 
 export const INT8_WEIGHTS_SCHEME = 'int8 weights, per-output-channel symmetric scales, DequantizeLinear (activations stay float32); embedding tables per row, dequantised after the Gather';
