@@ -35,7 +35,7 @@ import { VERSION } from '../version.js';
 import { EXPORT_FORMAT_VERSION, metadataProps, type ExportMetadata, type Provenance } from '../web/format.js';
 import { ExportedModel, type PreparedInput } from './exported-model.js';
 import { HeadGraphBuilder, MIN_EXPORT_OPSET } from './head-graph.js';
-import { quantizeWeights, type QuantizationReport } from './quantize.js';
+import { quantizeEmbeddings, quantizeWeights, type QuantizationReport } from './quantize.js';
 import { calibrateRanges, checkCalibration, DEFAULT_CALIBRATION, type CalibrationSettings } from './calibrate.js';
 import { applyQuantization, equalizationPairs, equalizeChannels, planQuantization } from './quantize-static.js';
 
@@ -308,6 +308,7 @@ async function quantizeStatically(
     const ranges = await calibrateRanges({ inputs: prepared.length, run: (i, tensors) => runner.outputsFor(prepared[i]!, tensors) }, measured, settings);
     const report = applyQuantization(graph, plan, ranges, { ...settings, inputs: prepared.length });
     report.equalized = equalized;
+    quantizeEmbeddings(graph, report);
     if (features) await correctFeatureBias(model, features, prepared, runner, prefix);
     return report;
   } finally {

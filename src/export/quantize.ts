@@ -103,6 +103,27 @@ export function quantizeWeights(graph: OnnxTypes.IGraphProto): QuantizationRepor
 }
 
 /**
+ * Only the embedding tables of `graph` as int8 rows (see below), adding to `report`: static int8
+ * runs the matrix products on integer kernels, and the tables are still most of a text model's bytes.
+ */
+export function quantizeEmbeddings(graph: OnnxTypes.IGraphProto, report: QuantizationReport): void {
+  const nodes = graph.node ?? [];
+  const initializers = new Map((graph.initializer ?? []).map((tensor) => [tensor.name!, tensor]));
+  const taken = new Set([...initializers.keys(), ...nodes.flatMap((node) => [...(node.input ?? []), ...(node.output ?? []), node.name ?? ''])]);
+  const fresh = (hint: string) => {
+    let name = hint;
+    for (let i = 1; taken.has(name); i++) name = `${hint}_${i}`;
+    taken.add(name);
+    return name;
+  };
+  const rewritten = quantizeEmbeddingTables(nodes, initializers, new Map(), fresh, report);
+  if (rewritten.tables.length === 0) return;
+  graph.initializer = [...initializers.values()];
+  graph.input = (graph.input ?? []).filter((input) => !rewritten.tables.includes(input.name!));
+  graph.node = rewritten.nodes;
+}
+
+/**
  * Tables read only by Gathers on axis 0 → int8 rows and a [rows, 1] scale table; each Gather then
  * reads both with the same indices and multiplies, so its output keeps its name, shape and (up to
  * rounding) values. Returns the node list with those rewrites in place, and the tables replaced.
