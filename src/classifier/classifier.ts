@@ -9,6 +9,7 @@ import { headFromState, type FeatureSet, type Head } from '../heads/head.js';
 import { fitHead, type FitOptions, type FitResult } from '../train/fit.js';
 import { loadModelFolder, saveModelFolder, type ManifestWithoutHead, type ModelManifest } from '../artifacts/model-folder.js';
 import type { FineTuneOptions } from '../finetune/fine-tune.js';
+import type { Explanation, ExplainOptions } from '../explain/explain.js';
 import { predictionRecords, writePredictions, type StoredPredictions } from '../report/predictions.js';
 import { dataError, messageOf, modelError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
@@ -129,12 +130,27 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
         }),
       ),
     );
+    return this.probabilitiesOfPrepared(prepared);
+  }
+
+  /** Calibrated class probabilities (n × classes) for inputs the backbone has already prepared. */
+  async probabilitiesOfPrepared(prepared: unknown[]): Promise<Float32Array> {
     const dim = this.backbone.reference.featureDim;
-    const features = new Float32Array(inputs.length * dim);
+    const features = new Float32Array(prepared.length * dim);
     for (let start = 0; start < prepared.length; start += this.backbone.batchSize) {
       features.set(await this.backbone.forward(prepared.slice(start, start + this.backbone.batchSize)), start * dim);
     }
     return this.probabilitiesOf(features);
+  }
+
+  /**
+   * Why the model says what it says about one input (a path or bytes for files, the text itself
+   * for text): a heat map on the image, a score per word, or a score per time window of a clip.
+   * The default target is the predicted label; see `src/explain` for the methods.
+   */
+  async explain(input: string | Uint8Array, options: ExplainOptions = {}): Promise<Explanation> {
+    const { explainInput } = await import('../explain/explain.js');
+    return explainInput(this as unknown as Classifier, input, options);
   }
 
   /** Evaluates on labelled items (labels are indices into this model's labels). */

@@ -59,6 +59,29 @@ export async function prepareImagePixels(bytes: Uint8Array, pre: ImagePreprocess
   }
 }
 
+/**
+ * The rectangle of an (EXIF-oriented) `width`×`height` image that the prepared input covers, in
+ * the image's own pixels, as `resizeToRgb` resizes and crops it without augmentation: explanation
+ * maps on the input grid are drawn back onto the photo through it.
+ */
+export function inputFootprint(width: number, height: number, pre: Pick<ImagePreprocessing, 'width' | 'height' | 'resize' | 'shortestEdge'>): { left: number; top: number; width: number; height: number } {
+  if (pre.resize === 'stretch') return { left: 0, top: 0, width, height };
+  let resizedWidth: number;
+  let resizedHeight: number;
+  if (pre.resize === 'center-square-crop') {
+    const scale = Math.max(pre.width / width, pre.height / height);
+    resizedWidth = Math.max(pre.width, Math.round(width * scale));
+    resizedHeight = Math.max(pre.height, Math.round(height * scale));
+  } else {
+    const scale = (pre.shortestEdge ?? Math.max(pre.width, pre.height)) / Math.min(width, height);
+    resizedWidth = Math.max(pre.width, Math.round(width * scale));
+    resizedHeight = Math.max(pre.height, Math.round(height * scale));
+  }
+  const sx = width / resizedWidth;
+  const sy = height / resizedHeight;
+  return { left: Math.floor((resizedWidth - pre.width) / 2) * sx, top: Math.floor((resizedHeight - pre.height) / 2) * sy, width: pre.width * sx, height: pre.height * sy };
+}
+
 /** What an image's header says, before any pixel is decoded. */
 export interface ImageHeader {
   width: number;
