@@ -214,6 +214,8 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
   }
 
   async dispose(): Promise<void> {
+    const { releaseExplainer } = await import('../explain/explain.js');
+    await releaseExplainer(this as unknown as Classifier);
     await this.backbone.dispose();
   }
 }

@@ -6,6 +6,7 @@ import { compareCommand } from './compare.js';
 import { demoCommand } from './demo.js';
 import { detectCommand } from './detect.js';
 import { evalCommand } from './eval.js';
+import { explainCommand } from './explain.js';
 import { exportCommand } from './export.js';
 import { generateCommand } from './generate.js';
 import { modelsCommand } from './models.js';
@@ -25,6 +26,7 @@ export async function main(argv: string[]): Promise<number> {
     .addCommand(predictCommand())
     .addCommand(detectCommand())
     .addCommand(evalCommand())
+    .addCommand(explainCommand())
     .addCommand(demoCommand())
     .addCommand(modelsCommand())
     .addCommand(reportCommand())

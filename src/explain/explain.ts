@@ -39,6 +39,13 @@ export function imageExplainerOf(classifier: Classifier): ImageExplainer {
   return explainer;
 }
 
+/** Releases the explainer's onnxruntime sessions (Classifier.dispose calls it). */
+export async function releaseExplainer(classifier: Classifier): Promise<void> {
+  const explainer = imageExplainers.get(classifier);
+  imageExplainers.delete(classifier);
+  await explainer?.release();
+}
+
 export function targetIndex(labels: string[], target: string | undefined): number | undefined {
   if (target === undefined) return undefined;
   const index = labels.indexOf(target);

@@ -5,6 +5,7 @@
 import sharp from 'sharp';
 import type { ImagePreprocessing } from '../backbones/image-preprocessing.js';
 import { inputFootprint } from '../data/image-decode.js';
+import type { ReplaceGuard } from '../util/atomic.js';
 import { dataError, messageOf } from '../util/errors.js';
 import type { Grid } from './pixel-grid.js';
 
@@ -73,5 +74,20 @@ export async function overlayPng(photo: Uint8Array, map: Grid, source?: string):
     out[i * 3 + 1] = data[i * 3 + 1]! * (1 - alpha) + g * alpha;
     out[i * 3 + 2] = data[i * 3 + 2]! * (1 - alpha) + b * alpha;
   }
-  return sharp(out, { raw: { width: map.width, height: map.height, channels: 3 } }).png().toBuffer();
+  return sharp(out, { raw: { width: map.width, height: map.height, channels: 3 } }).png().withExif({ IFD0: { Software: OVERLAY_SOFTWARE } }).toBuffer();
 }
+
+/** Written into every overlay's EXIF, so a later run replaces its own overlays and nothing else. */
+export const OVERLAY_SOFTWARE = 'headstart explain';
+
+export const OVERLAY_GUARD: ReplaceGuard = {
+  what: 'explanation overlay',
+  ours: `a PNG headstart explain wrote (EXIF Software "${OVERLAY_SOFTWARE}")`,
+  isOurs: async (path) => {
+    try {
+      return (await sharp(path).metadata()).exif?.toString('latin1').includes(OVERLAY_SOFTWARE) ?? false;
+    } catch {
+      return false;
+    }
+  },
+};

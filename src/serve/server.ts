@@ -2,6 +2,7 @@
  * `headstart serve`: trained models over HTTP, on Fastify.
  *
  *   POST /v1/models/<name>/predict   one input (raw bytes, JSON text, WAV) or a batch (multipart files, JSON texts)
+ *   POST /v1/models/<name>/explain   the same inputs: why the model predicts what it does (explain-route.ts)
  *   GET  /v1/models                  what is served
  *   GET  /healthz                    200 while serving, 503 while shutting down
  *   GET  /metrics                    Prometheus text: requests, latency, batch sizes, process memory
@@ -19,6 +20,7 @@ import { HeadstartError, messageOf } from '../util/errors.js';
 import { MicroBatcher, type BatcherOptions } from './batcher.js';
 import { DEFAULT_COMPLETION_LIMITS, registerCompletionRoutes, type CompletionLimits, type LanguageModelToServe } from './completions.js';
 import { registerDetectionRoutes, type DetectorToServe } from './detect-route.js';
+import { registerExplainRoute } from './explain-route.js';
 import { HttpError, mediaType, readRequestInputs, type InputLimits } from './inputs.js';
 import { ServerMetrics, type RejectionReason } from './metrics.js';
 
@@ -205,6 +207,8 @@ export async function createServer(models: ModelToServe[], options: ServeOptions
       );
     },
   );
+
+  registerExplainRoute(app, { model: (name) => served.get(name)?.classifier, limits });
 
   return {
     app,
