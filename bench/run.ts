@@ -23,6 +23,7 @@ import { fineTuneBench } from './finetune.js';
 import { audioBench } from './audio.js';
 import { generateBench } from './generate.js';
 import { detectBench } from './detect.js';
+import { explainBench } from './explain.js';
 import type { FeatureSet } from '../src/heads/head.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -201,3 +202,6 @@ await generateBench();
 
 // Detection: the builtin CenterNet's speed, detect end to end, the dataset readers (bench/detect.ts).
 await detectBench();
+
+// Explanations: Grad-CAM against one prediction, integrated gradients with 32 steps (bench/explain.ts).
+await explainBench();

@@ -1,11 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
-import { EXPLAIN_METHODS } from '../explain/explain.js';
+import { readTextLines } from '../data/text-dataset.js';
+import type { AudioExplanation } from '../explain/audio-explainer.js';
+import { EXPLAIN_METHODS, type Explanation } from '../explain/explain.js';
 import { explainExportedImage } from '../explain/exported.js';
-import { imageExplanationJson, writeImageOverlay } from '../explain/output.js';
-import { ExportedModel, isExportedModelFile } from '../export/exported-model.js';
 import type { ImageExplanation } from '../explain/image-explainer.js';
+import { audioExplanationJson, highlightedText, imageExplanationJson, textExplanationJson, writeAudioOverlay, writeImageOverlay } from '../explain/output.js';
+import { ExportedModel, isExportedModelFile } from '../export/exported-model.js';
 import { dataError, messageOf, usageError } from '../util/errors.js';
 import { cacheDirOf, emit, hubOptionsOf, integer, positiveNumber, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
@@ -17,52 +19,73 @@ interface ExplainCliOptions extends GlobalOptions, HubCliOptions {
   baseline?: 'black' | 'blurred';
   smoothgrad?: number;
   window?: number;
+  file?: string;
 }
 
 export function explainCommand(): Command {
   return withCommonOptions(withHubOptions(
     new Command('explain')
-      .description('show why the model predicts what it does: a heat map over each image')
-      .argument('<model>', 'a model folder written by `headstart train`, or an ONNX file from `headstart export` (occlusion only)')
-      .argument('<inputs...>', 'image files')
-      .addOption(new Option('-m, --method <method>', 'attribution method (default: gradcam for CNNs, attention-rollout for ViTs; occlusion for exported files and k-NN heads)').choices(EXPLAIN_METHODS))
+      .description('show why the model predicts what it does: a heat map over each image, a score per word, a score per moment of a clip')
+      .argument('<model>', 'a model folder written by `headstart train`, or an image model\'s ONNX file from `headstart export` (occlusion only)')
+      .argument('[inputs...]', 'image or audio files; for text models, the texts themselves')
+      .addOption(new Option('-m, --method <method>', 'images: gradcam (CNN default), attention-rollout (ViT default), integrated-gradients, saliency, occlusion; text: word-contributions, leave-one-out; audio: occlusion').choices(EXPLAIN_METHODS))
       .option('-t, --target <label>', 'explain this label instead of the predicted one')
-      .option('-o, --out <dir>', 'write a PNG overlay of each map on its photo into this folder')
+      .option('-o, --out <dir>', 'write a PNG per input into this folder: the map over the photo, or the clip\'s waveform coloured by importance')
       .option('--steps <n>', 'integrated gradients: quadrature steps', integer('--steps', 1), 32)
       .addOption(new Option('--baseline <kind>', 'integrated gradients: what the path starts from').choices(['black', 'blurred']).default('black'))
       .option('--smoothgrad <n>', 'saliency: average over n noisy copies (SmoothGrad)', integer('--smoothgrad', 0))
-      .option('--window <px>', 'occlusion: window side in input pixels', positiveNumber('--window')),
-  )).action(async (model: string, inputs: string[], options: ExplainCliOptions) => {
-    if (inputs.length === 0) throw usageError('nothing to explain: give image files');
-    const settings = { method: options.method, target: options.target, steps: options.steps, baseline: options.baseline, smoothGrad: options.smoothgrad, window: options.window && Math.round(options.window) };
+      .option('--window <size>', 'occlusion window: pixels of the input (images), seconds (audio)', positiveNumber('--window'))
+      .option('-f, --file <lines.txt>', 'text models: explain each non-empty line of this file'),
+  )).action(async (model: string, given: string[], options: ExplainCliOptions) => {
+    const inputs = [...given, ...(options.file ? await readTextLines(options.file) : [])];
+    if (inputs.length === 0) throw usageError('nothing to explain: give inputs (or --file with one text per line)');
     const exported = (await isExportedModelFile(model)) ? await ExportedModel.load(model) : undefined;
     const classifier = exported ? undefined : await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter: reporterFor(options), hub: hubOptionsOf(options) });
-    if (classifier && classifier.manifest.modality !== 'image') throw usageError(`explain covers image models; ${model} is a ${classifier.manifest.modality} model`);
+    const modality = classifier?.manifest.modality ?? 'image';
+    const window = options.window === undefined ? undefined : modality === 'audio' ? options.window : Math.round(options.window);
+    const settings = {
+      method: options.method,
+      target: options.target,
+      steps: options.steps,
+      baseline: options.baseline,
+      smoothGrad: options.smoothgrad,
+      ...(modality === 'audio' ? { seconds: { window } } : { window }),
+    };
     try {
-      const results: { input: string; explanation: ImageExplanation; overlay?: string }[] = [];
+      const results: { input: string; explanation: Explanation; picture?: string }[] = [];
       for (const input of inputs) {
-        const bytes = await readFile(input).catch((error: unknown) => {
+        const bytes = modality === 'text' ? undefined : await readFile(input).catch((error: unknown) => {
           throw dataError(`cannot read: ${messageOf(error)}`, input, error);
         });
-        const explanation = exported ? await explainExportedImage(exported, bytes, { ...settings, source: input }) : ((await classifier!.explain(bytes, settings)) as ImageExplanation);
-        const overlay = options.out ? await writeImageOverlay(options.out, input, bytes, explanation) : undefined;
-        results.push({ input, explanation, overlay });
+        const explanation = exported ? await explainExportedImage(exported, bytes!, { ...settings, method: settings.method as ImageExplanation['method'] | undefined, source: input }) : await classifier!.explain(bytes ?? input, settings);
+        let picture: string | undefined;
+        if (options.out && explanation.modality === 'image') picture = await writeImageOverlay(options.out, input, bytes!, explanation);
+        if (options.out && explanation.modality === 'audio') picture = await writeAudioOverlay(options.out, input, explanation);
+        results.push({ input, explanation, picture });
       }
       emit(
         options,
-        results.map(({ input, explanation }) => imageExplanationJson(input, explanation)),
-        () =>
-          results
-            .map(({ input, explanation: e, overlay }) =>
-              `${input}\n  ${e.label} ${(e.probability * 100).toFixed(1)}%  ${e.method}, peak at (${e.peak.x}, ${e.peak.y}) of ${e.map.width}×${e.map.height}` +
-              (e.completeness ? `\n  attributions sum to ${e.completeness.sum.toFixed(4)}, f(x) − f(baseline) = ${e.completeness.expected.toFixed(4)} (${(e.completeness.relativeError * 100).toFixed(2)} % apart)` : '') +
-              (overlay ? `\n  overlay: ${overlay}` : ''),
-            )
-            .join('\n'),
+        results.map(({ input, explanation: e }) => (e.modality === 'image' ? imageExplanationJson(input, e) : e.modality === 'text' ? textExplanationJson(input, e) : audioExplanationJson(input, e))),
+        () => results.map(({ input, explanation, picture }) => describe(input, explanation) + (picture ? `\n  picture: ${picture}` : '')).join('\n'),
       );
     } finally {
       await classifier?.dispose();
       await exported?.release();
     }
   });
+}
+
+function describe(input: string, e: Explanation): string {
+  const head = `${input}\n  ${e.label} ${(e.probability * 100).toFixed(1)}%  ${e.method}`;
+  if (e.modality === 'text') return `${head}, ${e.unit === 'logit' ? 'contribution to the logit' : 'probability lost without the word'}\n  ${highlightedText(e)}`;
+  if (e.modality === 'audio') return `${head}\n  ${strongestWindows(e)}`;
+  return (
+    `${head}, peak at (${e.peak.x}, ${e.peak.y}) of ${e.map.width}×${e.map.height}` +
+    (e.completeness ? `\n  attributions sum to ${e.completeness.sum.toFixed(4)}, f(x) − f(baseline) = ${e.completeness.expected.toFixed(4)} (${(e.completeness.relativeError * 100).toFixed(2)} % apart)` : '')
+  );
+}
+
+function strongestWindows(e: AudioExplanation): string {
+  const top = [...e.windows].sort((a, b) => b.score - a.score).slice(0, 3);
+  return `most important: ${top.map((w) => `${w.start.toFixed(2)}–${w.end.toFixed(2)} s (−${(w.score * 100).toFixed(1)} % when silenced)`).join(', ')}`;
 }

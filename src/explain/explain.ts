@@ -1,23 +1,32 @@
 /**
  * `Classifier.explain`: one front door for every modality. Images get attribution maps
- * (Grad-CAM, integrated gradients, saliency/SmoothGrad, attention rollout, occlusion); one
- * explainer per classifier keeps its gradient graphs between calls.
+ * (Grad-CAM, integrated gradients, saliency/SmoothGrad, attention rollout, occlusion; one
+ * explainer per classifier keeps its gradient graphs between calls), texts a score per word
+ * (text-explainer.ts), audio clips a score per time window (audio-explainer.ts).
  */
 import { ImageBackbone } from '../backbones/image-backbone.js';
 import type { Classifier } from '../classifier/classifier.js';
 import { usageError } from '../util/errors.js';
+import { explainAudio, type AudioExplanation } from './audio-explainer.js';
 import { IMAGE_METHODS, ImageExplainer, type ImageExplainOptions, type ImageExplanation, type ImageMethod } from './image-explainer.js';
+import { explainText, type TextExplanation, type TextMethod } from './text-explainer.js';
 
-export const EXPLAIN_METHODS = IMAGE_METHODS;
-export type ExplainMethod = ImageMethod;
+export const TEXT_METHODS = ['word-contributions', 'leave-one-out'] as const satisfies readonly TextMethod[];
+export const EXPLAIN_METHODS = [...IMAGE_METHODS, ...TEXT_METHODS] as const;
+export type ExplainMethod = ImageMethod | TextMethod;
+
+const METHODS_OF = { image: IMAGE_METHODS, text: TEXT_METHODS, audio: ['occlusion'] } as const;
 
 export interface ExplainOptions extends Omit<ImageExplainOptions, 'method'> {
+  /** Images: any image method; text: word-contributions (word vectors + linear head) or leave-one-out; audio: occlusion. */
   method?: ExplainMethod;
   /** The label to explain (default: the predicted one). */
   target?: string;
+  /** Audio occlusion: window length and stride in seconds (default 0.1 and 0.05). */
+  seconds?: { window?: number; stride?: number };
 }
 
-export type Explanation = ImageExplanation;
+export type Explanation = ImageExplanation | TextExplanation | AudioExplanation;
 
 const imageExplainers = new WeakMap<Classifier, ImageExplainer>();
 
@@ -55,10 +64,22 @@ export function targetIndex(labels: string[], target: string | undefined): numbe
 
 export async function explainInput(classifier: Classifier, input: string | Uint8Array, options: ExplainOptions = {}): Promise<Explanation> {
   const target = targetIndex(classifier.labels, options.target);
-  if (options.method && !(EXPLAIN_METHODS as readonly string[]).includes(options.method)) {
-    throw usageError(`unknown explanation method "${options.method}"; methods: ${EXPLAIN_METHODS.join(', ')}`);
+  const modality = classifier.manifest.modality;
+  const methods: readonly string[] = METHODS_OF[modality];
+  if (options.method && !methods.includes(options.method)) {
+    throw usageError(`"${options.method}" does not explain ${modality} models; methods for them: ${methods.join(', ')}`);
   }
   const read = await classifier.adapter.readInput(input);
+  if (modality === 'text') {
+    const model = { backbone: classifier.backbone, head: classifier.head, temperature: classifier.manifest.calibration?.temperature ?? 1, labels: classifier.labels, probabilities: (texts: string[]) => classifier.predictProbabilities(texts) };
+    return explainText(model, read as string, { target, method: options.method as TextMethod | undefined });
+  }
+  if (modality === 'audio') {
+    const sampleRate = (classifier.backbone.preprocessing as { sampleRate?: number }).sampleRate;
+    if (!sampleRate) throw usageError(`the audio backbone ${classifier.backbone.reference.id} names no sample rate`);
+    const model = { sampleRate, labels: classifier.labels, probabilities: (clips: Uint8Array[]) => classifier.predictProbabilities(clips) };
+    return explainAudio(model, read as Uint8Array, { target, window: options.seconds?.window, stride: options.seconds?.stride });
+  }
   const source = typeof input === 'string' ? input : undefined;
-  return imageExplainerOf(classifier).explain(read as Uint8Array, { ...options, target, source });
+  return imageExplainerOf(classifier).explain(read as Uint8Array, { ...options, method: options.method as ImageMethod | undefined, target, source });
 }
