@@ -6,6 +6,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ImageClassifier } from '../src/classifier/image-classifier.js';
 import { exportClassifier } from '../src/export/onnx-export.js';
 import { createServer } from '../src/serve/server.js';
+import { pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
 import { runCli } from './helpers/cli.js';
 import { HYMENOPTERA, SHARED, tempDir } from './helpers/images.js';
 
@@ -92,4 +94,44 @@ describe('explain: CLI and server', () => {
     expect(explainBroken.json()).toEqual(predictBroken.json());
     await server.close();
   }, 60_000);
+
+  it('report --explain: explained examples per cell and a most-confident-mistakes gallery, one self-contained file in Chromium', async () => {
+    const out = join(root, 'report.html');
+    const result = await runCli(['report', join(root, 'model'), '--explain', '--out', out, '--cache-dir', join(root, 'cache'), '--quiet', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const stored = JSON.parse((await readFile(out, 'utf8')).match(/<script type="application\/json" id="report-data">([^<]*)<\/script>/)![1]!) as {
+      explained: { perCell: number; mistakes: number; methods: string[] };
+      splits: { examples: { label: number; predicted: number; confidence: number; explanation?: { src?: string } }[] }[];
+    };
+    expect(stored.explained).toEqual({ perCell: 2, mistakes: 8, methods: ['gradcam'] });
+    const examples = stored.splits[0]!.examples;
+    const wrong = examples.filter((e) => e.label !== e.predicted).sort((a, b) => b.confidence - a.confidence);
+    expect(wrong.length).toBeGreaterThan(0);
+    for (const e of wrong.slice(0, 8)) expect(e.explanation?.src).toMatch(/^data:image\/jpeg;base64,/);
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      const requests: string[] = [];
+      page.on('pageerror', (error) => errors.push(error.message));
+      page.on('console', (message) => message.type() === 'error' && errors.push(message.text()));
+      await page.route('**/*', (route) => {
+        requests.push(route.request().url());
+        return route.request().url() === pathToFileURL(out).href ? route.continue() : route.abort();
+      });
+      await page.goto(pathToFileURL(out).href);
+      const gallery = page.locator('#mistakes-validation-list li');
+      await gallery.first().waitFor();
+      expect(await gallery.count()).toBe(Math.min(8, wrong.length));
+      expect(await page.locator('#mistakes-validation-list li img.explanation-map').count()).toBe(Math.min(8, wrong.length));
+      const loaded = await page.locator('#mistakes-validation-list img.explanation-map').evaluateAll((images) => images.every((image) => (image as unknown as { naturalWidth: number }).naturalWidth > 0));
+      expect(loaded).toBe(true);
+      await page.evaluate(() => (globalThis as unknown as { headstartReport: { showCell(t: number, p: number): void } }).headstartReport.showCell(0, 0));
+      expect(await page.locator('#example-list li').nth(0).locator('img.explanation-map').count()).toBe(1);
+      expect(errors).toEqual([]);
+      expect(requests).toEqual([pathToFileURL(out).href]);
+    } finally {
+      await browser.close();
+    }
+  }, 90_000);
 });

@@ -1,11 +1,12 @@
 import { Command } from 'commander';
 import { formatEvaluationSummary, formatMetricsTable, isDetailed } from '../evaluate/metrics.js';
 import { writeModelReport } from '../report/report.js';
-import { emit, withCommonOptions, type GlobalOptions } from './common.js';
+import { cacheDirOf, emit, withCommonOptions, type GlobalOptions } from './common.js';
 import { formatSkipped } from './format.js';
 
 interface ReportCommandOptions extends GlobalOptions {
   out?: string;
+  explain?: boolean;
 }
 
 export function reportCommand(): Command {
@@ -13,9 +14,10 @@ export function reportCommand(): Command {
     new Command('report')
       .description('write a self-contained HTML report of a trained model (curves, confusion matrix with examples, calibration), from its folder alone')
       .argument('<model>', 'a model folder written by `headstart train`')
-      .option('-o, --out <file>', 'where to write the HTML (default <model>/report.html)'),
+      .option('-o, --out <file>', 'where to write the HTML (default <model>/report.html)')
+      .option('--explain', 'also explain the most confident examples of each cell and the most confident mistakes (runs the model; see `headstart explain`)'),
   ).action(async (model: string, options: ReportCommandOptions) => {
-    const { path, data, manifest } = await writeModelReport(model, { out: options.out });
+    const { path, data, manifest } = await writeModelReport(model, { out: options.out, ...(options.explain ? { explain: { cacheDir: cacheDirOf(options) } } : {}) });
     emit(
       options,
       {

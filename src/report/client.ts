@@ -281,20 +281,55 @@ export const MODEL_SCRIPT = String.raw`
       if (e.media && e.media.type === 'audio') item.appendChild(h('audio', { controls: true, preload: 'none', src: e.media.src }));
       if (e.text !== undefined) item.appendChild(h('div', { class: 'snippet', text: e.text }));
       if (e.missing) item.appendChild(h('div', { class: 'missing', text: e.missing }));
+      if (e.explanation) item.appendChild(explanationOf(e));
       item.appendChild(h('div', { class: 'source', title: e.source, text: shortSource(e.source) }));
       item.appendChild(h('div', { text: 'p(' + labels[p] + ') ' + num(e.confidence, 2) + (t === p ? '' : ' · p(' + labels[t] + ') ' + num(e.trueProbability, 2)) }));
       list.appendChild(item);
     });
     examplesPanel.appendChild(list);
   }
+  // Why the model predicted what it did: the map over the photo, the clip's coloured waveform, or
+  // each word tinted by its score (red for the predicted label, blue against it).
+  function explanationOf(e) {
+    var x = e.explanation;
+    var box = h('div', { class: 'explanation', title: 'why ' + labels[e.predicted] + ': ' + x.method });
+    if (x.src) box.appendChild(h('img', { class: 'explanation-map', src: x.src, alt: 'explanation (' + x.method + ') of ' + e.source }));
+    if (x.words) {
+      var peak = x.words.reduce(function (m, w) { return Math.max(m, Math.abs(w.score)); }, 0) || 1;
+      box.appendChild(h('div', { class: 'snippet words' }, x.words.map(function (w) {
+        var a = Math.min(1, Math.abs(w.score) / peak) * 0.75;
+        return h('span', { class: 'word', title: num(w.score, 4) + (x.unit === 'logit' ? ' (logit)' : ' (probability)'), style: 'background: ' + (w.score >= 0 ? 'rgba(220, 38, 38, ' : 'rgba(37, 99, 235, ') + a.toFixed(3) + ')', text: w.text + ' ' });
+      })));
+    }
+    if (!x.src && !x.words && x.unit) box.appendChild(h('div', { class: 'missing', text: x.unit }));
+    box.appendChild(h('div', { class: 'note', text: x.method }));
+    return box;
+  }
+  window.headstartReport.showCell = showCell;
+  drawMatrix();
+
+  // Most confident mistakes (fastai's top losses), with their explanations when the report has them.
+  data.splits.forEach(function (split) {
+    if (!split.examples) return;
+    var wrong = split.examples.filter(function (e) { return e.label !== e.predicted; }).sort(function (a, b) { return b.confidence - a.confidence; }).slice(0, data.explained ? data.explained.mistakes : 8);
+    if (!wrong.length) return;
+    var gallery = section('mistakes-' + split.name, 'Most confident mistakes (' + split.name + ')');
+    gallery.appendChild(h('p', { class: 'note', text: data.explained ? 'The ' + data.noun + ' the model got wrong most confidently, each with why it predicted what it did (' + data.explained.methods.join(', ') + ').' : 'The ' + data.noun + ' the model got wrong most confidently. Run headstart report --explain to see why.' }));
+    gallery.appendChild(h('ul', { class: data.modality === 'text' ? 'examples text' : 'examples', id: 'mistakes-' + split.name + '-list' }, wrong.map(function (e) {
+      var item = h('li', { class: 'example', dataset: { source: e.source } });
+      if (e.explanation) item.appendChild(explanationOf(e));
+      else if (e.media && e.media.type === 'image') item.appendChild(h('img', { src: e.media.src, alt: e.source, loading: 'lazy' }));
+      if (e.text !== undefined && !(e.explanation && e.explanation.words)) item.appendChild(h('div', { class: 'snippet', text: e.text }));
+      item.appendChild(h('div', { class: 'source', title: e.source, text: shortSource(e.source) }));
+      item.appendChild(h('div', { text: 'true ' + labels[e.label] + ' → ' + labels[e.predicted] + ' ' + num(e.confidence, 2) }));
+      return item;
+    })));
+  });
   // The last two path parts (class folder and file) say enough; the full path is in the tooltip.
   function shortSource(source) {
     var parts = source.split(/[\/\\]/);
     return parts.length > 2 ? '…/' + parts.slice(-2).join('/') : source;
   }
-  window.headstartReport.showCell = showCell;
-  drawMatrix();
-
   // Per-class and overall metrics.
   var perClass = section('classes', 'Per class');
   data.splits.forEach(function (split) {

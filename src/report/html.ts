@@ -131,5 +131,7 @@ button.pair:hover, button.tab:hover { border-color: var(--accent); }
 .example .source { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; word-break: break-all; }
 .example .snippet { white-space: pre-wrap; margin: 2px 0 4px; font-size: 13.5px; }
 .example .missing { color: var(--bad); }
+.example img.explanation-map { width: auto; height: auto; max-width: 100%; object-fit: contain; }
+.explanation .word { border-radius: 3px; }
 .pairs { display: flex; flex-wrap: wrap; gap: 6px; margin: 6px 0; }
 `;

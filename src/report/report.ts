@@ -26,6 +26,18 @@ export interface ReportExample {
   media?: { type: 'image' | 'audio'; src: string };
   /** Why there is no preview (file gone, over the embedding limit…). */
   missing?: string;
+  /** With `--explain`: why the model predicted what it did (see src/explain/report-explanations.ts). */
+  explanation?: ReportExplanation;
+}
+
+/** An explanation of the predicted label as the page shows it. */
+export interface ReportExplanation {
+  method: string;
+  /** Images: the map over the photo; audio: the coloured waveform (data URIs). */
+  src?: string;
+  /** Text: each word and its score (contribution to the logit, or probability lost without it). */
+  words?: { text: string; score: number }[];
+  unit?: string;
 }
 
 export interface ReportSplit {
@@ -55,6 +67,13 @@ export interface ModelReportData {
   config: Record<string, unknown>;
   timings: Record<string, number>;
   notes: string[];
+  /** Present when the report explains its examples: how many per cell and in the mistakes gallery. */
+  explained?: { perCell: number; mistakes: number; methods: string[] };
+}
+
+export interface ReportOptions {
+  /** Explain the most confident examples of each confusion-matrix cell and the most confident mistakes (runs the model). */
+  explain?: { perCell?: number; mistakes?: number; cacheDir?: string };
 }
 
 const NOUNS: Record<Modality, string> = { image: 'images', text: 'texts', audio: 'clips' };
@@ -72,7 +91,7 @@ const MEDIA_LIMITS: Record<Modality, { perCell: number; perSplit: number }> = {
  * the examples' files (still on disk, or noted as gone) for thumbnails and clips. `folder` is where
  * the model lives, for the page, when `dir` is where it is being staged.
  */
-export async function buildModelReport(dir: string, folder = dir): Promise<{ data: ModelReportData; manifest: ModelManifest; title: string; subtitle: string }> {
+export async function buildModelReport(dir: string, folder = dir, options: ReportOptions = {}): Promise<{ data: ModelReportData; manifest: ModelManifest; title: string; subtitle: string }> {
   const { manifest } = await loadModelFolder(dir);
   const stored = await readPredictions(dir);
   const notes: string[] = [];
@@ -147,6 +166,11 @@ export async function buildModelReport(dir: string, folder = dir): Promise<{ dat
     timings,
     notes,
   };
+  if (options.explain) {
+    // Loaded only when asked: explaining runs the model, which the report otherwise never opens.
+    const { explainReportExamples } = await import('../explain/report-explanations.js');
+    data.explained = await explainReportExamples(dir, splits, options.explain);
+  }
   const title = `headstart report: ${basename(resolve(folder))}`;
   const subtitle = `${manifest.modality} classifier · ${k} classes · ${manifest.backbone.id} + ${manifest.head.type} head · trained ${manifest.createdAt.slice(0, 19).replace('T', ' ')}`;
   return { data, manifest, title, subtitle };
@@ -156,8 +180,8 @@ export async function buildModelReport(dir: string, folder = dir): Promise<{ dat
  * Writes `report.html` (atomically) into the model folder, or to `out`. Returns where, and what it
  * showed. `folder`: the model's final place when `dir` is its staging folder (see `saveModelFolder`).
  */
-export async function writeModelReport(dir: string, options: { out?: string; folder?: string } = {}): Promise<{ path: string; data: ModelReportData; manifest: ModelManifest }> {
-  const { data, manifest, title, subtitle } = await buildModelReport(dir, options.folder);
+export async function writeModelReport(dir: string, options: { out?: string; folder?: string } & ReportOptions = {}): Promise<{ path: string; data: ModelReportData; manifest: ModelManifest }> {
+  const { data, manifest, title, subtitle } = await buildModelReport(dir, options.folder, options);
   const path = options.out ?? join(dir, REPORT_FILE);
   await writeFileAtomic(path, await renderPage({ title, subtitle, data, script: MODEL_SCRIPT }), { guard: pageGuard('report') });
   return { path, data, manifest };
