@@ -3,6 +3,8 @@ import type { OpenBackboneOptions } from '../backbones/resolve.js';
 import type { ImageAugmentation } from '../data/image-decode.js';
 import { loadModelFolder } from '../artifacts/model-folder.js';
 import type { Dataset } from '../data/dataset.js';
+import type { ExplainOptions } from '../explain/explain.js';
+import type { ImageExplanation } from '../explain/image-explainer.js';
 import type { Reporter } from '../util/progress.js';
 import { Classifier, loadWith, trainWith, type EvaluationResult, type LoadOptions, type TrainOptions } from './classifier.js';
 import { imageModality } from './image-modality.js';
@@ -46,6 +48,11 @@ export class ImageClassifier extends Classifier<Uint8Array> {
   /** Top-k labels for several images (paths or bytes). */
   predictImages(images: ImageInput[], options: { topK?: number } = {}) {
     return this.predictMany(images, options);
+  }
+
+  /** A heat map of why the model predicts what it does for one image (see `Classifier.explain`). */
+  override async explain(input: ImageInput, options: ExplainOptions = {}): Promise<ImageExplanation> {
+    return (await super.explain(input, options)) as ImageExplanation;
   }
 
   /** Re-evaluates on a labelled folder (`<folder>/<class>/*`) with this model's classes. */
