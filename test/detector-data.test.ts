@@ -7,6 +7,7 @@ import type { DetectionDataset, DetectionItem } from '../src/detector/detection-
 import { detectionFormatOf, readDetectionDataset } from '../src/detector/read-dataset.js';
 import { HeadstartError } from '../src/util/errors.js';
 import { cocoJson, cocoToVoc, cocoToYolo, makeRoboflowSet, type SyntheticImage, type SyntheticSet } from './helpers/detection-data.js';
+import { runCli } from './helpers/cli.js';
 import { tempDir } from './helpers/images.js';
 
 let dir: string;
@@ -190,6 +191,15 @@ describe('bad annotations are skipped and listed; unreadable files are errors', 
     await expectDataError(readDetectionDataset(coco), coco, 'nothing usable', 'missing');
     await expectDataError(readDetectionDataset(dir), 'not a detection dataset');
   });
+});
+
+describe('the CLI on detection data', () => {
+  it('`headstart train` recognises a detection export and says what works instead of misreading it as class folders', async () => {
+    const result = await runCli(['train', roboflow, '--out', join(dir, 'model'), '--quiet']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${roboflow} is a detection dataset (COCO layout)`);
+    expect(result.stderr).toContain('headstart eval builtin:centernet');
+  }, 60_000);
 });
 
 describe('EXIF orientation never makes boxes and pixels disagree', () => {

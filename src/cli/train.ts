@@ -3,6 +3,8 @@ import { MODEL_FOLDER_GUARD } from '../artifacts/model-folder.js';
 import { Classifier } from '../classifier/classifier.js';
 import { formatFewShot, runFewShot } from '../classifier/few-shot-run.js';
 import { inferTask } from '../classifier/modalities.js';
+import { detectionFormatOf } from '../detector/read-dataset.js';
+import { usageError } from '../util/errors.js';
 import { TextClassifier } from '../classifier/text-classifier.js';
 import type { Modality } from '../backbones/backbone.js';
 import { formatEvaluationSummary, formatMetricsTable, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
@@ -108,6 +110,9 @@ export function trainCommand(): Command {
   ))).action(async (data: string, options: TrainCommandOptions) => {
     const reporter = reporterFor(options);
     if (options.task === 'generate') return trainGenerate(data, options, reporter);
+    // A detection export would otherwise be read as class folders and fail obscurely.
+    const detection = options.task ? undefined : await detectionFormatOf(data);
+    if (detection) throw usageError(`${data} is a detection dataset (${detection.toUpperCase()} layout); training detectors is not available yet — \`headstart eval builtin:centernet ${data}\` scores the builtin COCO detector on it`);
     const task = options.task ?? (await inferTask(data));
     const datasetOptions = { textColumn: options.textColumn, labelColumn: options.labelColumn, validation: options.valData, test: options.testData, testFraction: options.testFraction };
     const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: hubOptionsOf(options) };
