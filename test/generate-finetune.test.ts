@@ -173,6 +173,23 @@ describe('headstart train --task generate', () => {
   }, 300_000);
 });
 
+describe('gradient accumulation', () => {
+  it('two accumulated micro-batches of 2 blocks train exactly as one batch of 4', async () => {
+    const { fineTuneLm } = await import('../src/generator/fine-tune.js');
+    const texts = join(dir, 'accumulate.txt');
+    const lines = readFileSync(new URL('../../shared/data/text/agnews/dev.tsv', import.meta.url), 'utf8').split('\n').slice(300, 420);
+    await writeFile(texts, lines.map((l) => l.split('\t')[0]).join('\n\n'));
+    const common = { maxSteps: 3, blockLength: 32, evalEvery: 100, report: false, samplePrompts: [], threads: 1, learningRate: 1e-3 };
+    const one = await fineTuneLm(MODEL, texts, { ...common, out: join(dir, 'batch4'), batchSize: 4 });
+    const accumulated = await fineTuneLm(MODEL, texts, { ...common, out: join(dir, 'accum2x2'), batchSize: 2, gradAccumulation: 2 });
+    expect(accumulated.steps).toBe(3);
+    expect(accumulated.curve.map((p) => p.loss)).toEqual(one.curve.map((p) => expect.closeTo(p.loss, 4)));
+    expect(Math.abs(accumulated.perplexity / one.perplexity - 1)).toBeLessThan(1e-3);
+    // The steps did move the weights (so the equality above is not of two untouched models).
+    expect(Math.abs(one.perplexity / one.perplexityBefore - 1)).toBeGreaterThan(0.01);
+  }, 300_000);
+});
+
 describe('compare --task generate', () => {
   it('the pre-trained model beats its architecture from random initialisation on the same budget', async () => {
     const { compareLm } = await import('../src/generator/compare.js');

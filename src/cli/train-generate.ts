@@ -15,6 +15,7 @@ export interface GenerateTrainOptions extends GlobalOptions, HubCliOptions {
   loraTargets?: string[];
   blockLength?: number;
   maxSteps?: number;
+  gradAccumulation?: number;
   epochs?: number;
   lr?: number;
   batchSize?: number;
@@ -30,7 +31,8 @@ export function withGenerateTrainOptions(command: Command): Command {
     .option('--lora-alpha <alpha>', 'generate: LoRA scaling numerator (update × alpha/rank; default 8, as PEFT)', positiveNumber('--lora-alpha'))
     .option('--lora-targets <modules...>', 'generate: module names LoRA adapts (default: PEFT\'s for the architecture, GPT-2: c_attn)')
     .option('--block-length <n>', 'generate: tokens per training block (default 128, at most the context)', integer('--block-length', 8))
-    .option('--max-steps <n>', 'generate: stop after this many optimiser steps', integer('--max-steps', 1));
+    .option('--max-steps <n>', 'generate: stop after this many optimiser steps', integer('--max-steps', 1))
+    .option('--grad-accumulation <n>', 'generate: forward passes of --batch-size blocks per optimiser step (default 1)', integer('--grad-accumulation', 1));
 }
 
 /** `headstart train <texts> --task generate`: fine-tunes a causal LM and writes its model folder. */
@@ -43,6 +45,7 @@ export async function trainGenerate(data: string, options: GenerateTrainOptions,
     lora: options.lora ? { rank: options.lora, alpha: options.loraAlpha, targetModules: options.loraTargets } : undefined,
     blockLength: options.blockLength,
     maxSteps: options.maxSteps,
+    gradAccumulation: options.gradAccumulation,
     epochs: options.epochs,
     learningRate: options.lr,
     batchSize: options.batchSize,

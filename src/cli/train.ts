@@ -23,6 +23,7 @@ interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
   loraTargets?: string[];
   blockLength?: number;
   maxSteps?: number;
+  gradAccumulation?: number;
   backbone?: string;
   head: 'linear' | 'mlp' | 'knn' | 'centroid';
   optimizer?: 'adamw' | 'lbfgs';

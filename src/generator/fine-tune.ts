@@ -3,6 +3,7 @@ import { ort } from '../backbones/onnx-session.js';
 import { buildTrainingGraph, type ParamSpec } from '../autodiff/training-graph.js';
 import { TrainingSession } from '../autodiff/training-session.js';
 import { makeSchedule } from '../train/schedule.js';
+import { AdamW } from '../train/adamw.js';
 import { dataError, usageError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
@@ -25,8 +26,10 @@ export interface LmFineTuneOptions {
   lora?: Partial<LoraSettings> & { rank: number; dropout?: number };
   /** Tokens per training block (default 128, at most the context). */
   blockLength?: number;
-  /** Blocks per optimiser step (default 8). */
+  /** Blocks per forward pass (default 8). */
   batchSize?: number;
+  /** Forward passes whose gradients add up to one optimiser step (default 1): an effective batch of batchSize × this. */
+  gradAccumulation?: number;
   /** Passes over the training blocks (default 1). */
   epochs?: number;
   /** Stop after this many steps, whatever the epochs say. */
@@ -110,19 +113,24 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
       tieEmbeddings: lm.config.tie_word_embeddings !== false,
     });
     const params: ParamSpec[] = lora ? forward.adapters.flatMap((a) => [{ name: a.a }, { name: a.b }]) : forward.baseWeights.map((name) => ({ name }));
+    const accumulate = settings.gradAccumulation ?? 1;
+    if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw usageError(`gradient accumulation must be an integer ≥ 1, got ${accumulate}`);
     const training = buildTrainingGraph({
       graph: forward.graph,
       info: forward.info,
       logits: forward.logits,
       loss: causalLmLoss(forward.logits, blockLength, lm.vocabSize),
       params,
-      optimizer: { kind: 'adamw', weightDecay: settings.weightDecay },
-      clipGradNorm: settings.clipGradNorm,
+      // Accumulating, the graph only computes gradients (SGD at rate 0 leaves the weights); AdamW then runs here.
+      optimizer: accumulate > 1 ? { kind: 'sgd', weightDecay: 0, momentum: 0 } : { kind: 'adamw', weightDecay: settings.weightDecay },
+      clipGradNorm: accumulate > 1 ? undefined : settings.clipGradNorm,
+      outputGradients: accumulate > 1,
       origin: lm.graphPath,
     });
     const start = options.fromScratch ? randomInitialisation(forward, lm.config, rng.fork()) : undefined;
     const initial = (name: string) => start?.get(name) ?? (forward.graph.initializers.get(name)!.data as Float32Array);
     const session = await TrainingSession.create(training, initial, lm.graphPath, options.threads);
+    const accumulator = accumulate > 1 ? new GradientAccumulator(training.params.map((p) => ({ name: p.name, dims: p.dims })), (name) => session.weight(name), settings.weightDecay, settings.clipGradNorm) : undefined;
     try {
       const evaluate = async (limit?: number) => validationLoss(session, validation, settings.batchSize, lm.vocabSize, limit);
       const samplePrompts = options.samplePrompts ?? defaultPrompts(lm, validation);
@@ -130,7 +138,8 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
       const perplexityBefore = Math.exp(await evaluate());
       reporter.info(`held-out perplexity before: ${perplexityBefore.toFixed(1)}`);
 
-      const stepsPerEpoch = Math.floor(train.blocks / settings.batchSize) || 1;
+      const perStep = settings.batchSize * accumulate;
+      const stepsPerEpoch = Math.floor(train.blocks / perStep) || 1;
       const totalSteps = Math.min(settings.maxSteps ?? Infinity, stepsPerEpoch * settings.epochs);
       const learningRate = settings.learningRate ?? (lora ? 2e-3 : 5e-4);
       const schedule = makeSchedule('cosine', learningRate, totalSteps, settings.warmupFraction);
@@ -145,13 +154,29 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
       let step = 0;
       outer: for (let epoch = 0; step < totalSteps; epoch++) {
         const blocks = order.shuffle(Array.from({ length: train.blocks }, (_, i) => i));
-        for (let at = 0; at + settings.batchSize <= blocks.length || (at === 0 && blocks.length > 0); at += settings.batchSize) {
+        for (let at = 0; at + perStep <= blocks.length || (at === 0 && blocks.length > 0); at += perStep) {
           if (step >= totalSteps) break outer;
-          const rows = blocks.slice(at, at + settings.batchSize);
-          const { batch, targets } = blockFeeds(train, rows);
-          keepInputs(batch, session);
+          const rows = blocks.slice(at, at + perStep);
           const rate = schedule(step);
-          const result = await session.step(batch, targets, rate);
+          let result: { loss: number };
+          if (accumulator) {
+            let lossSum = 0;
+            let countSum = 0;
+            for (let micro = 0; micro < rows.length; micro += settings.batchSize) {
+              const { batch, targets, count } = blockFeeds(train, rows.slice(micro, micro + settings.batchSize));
+              keepInputs(batch, session);
+              const part = await session.step(batch, targets, 0);
+              accumulator.add(part.gradients!, count);
+              lossSum += part.loss * count;
+              countSum += count;
+            }
+            accumulator.apply(rate);
+            result = { loss: lossSum / Math.max(countSum, 1) };
+          } else {
+            const { batch, targets } = blockFeeds(train, rows);
+            keepInputs(batch, session);
+            result = await session.step(batch, targets, rate);
+          }
           step++;
           task.tick();
           const point: LmFineTuneResult['curve'][number] = { step, loss: result.loss, learningRate: rate };
@@ -166,7 +191,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
               break outer;
             }
           }
-          if (rows.length < settings.batchSize) break;
+          if (rows.length < perStep) break;
         }
       }
       task.done();
@@ -281,6 +306,59 @@ export function blockFeeds(corpus: PackedCorpus, rows: number[]): { batch: Recor
     targets: { [LM_TARGETS]: new ort.Tensor('int64', next, [n, T]), [LM_WEIGHTS]: new ort.Tensor('float32', weights, [n, T]) },
     count,
   };
+}
+
+/**
+ * Gradient accumulation: micro-batch gradients averaged by their target counts (so the step equals one
+ * large batch's), clipped by global norm, then torch's AdamW (src/train/adamw.ts) on float64 copies of
+ * the weights, written back into the session's live weight tensors.
+ */
+class GradientAccumulator {
+  private readonly sum: Float64Array;
+  private readonly params: Float64Array;
+  private readonly optimizer: AdamW;
+  private readonly layout: { name: string; offset: number; size: number }[] = [];
+  private count = 0;
+
+  constructor(params: { name: string; dims: number[] }[], private readonly live: (name: string) => Float32Array, weightDecay: number, private readonly clip: number) {
+    // AdamW decays [0, decayEnd): matrices first, then vectors, as the step graph decays rank ≥ 2 only.
+    const ordered = [...params.filter((p) => p.dims.length >= 2), ...params.filter((p) => p.dims.length < 2)];
+    let offset = 0;
+    for (const p of ordered) {
+      const size = p.dims.reduce((a, b) => a * b, 1);
+      this.layout.push({ name: p.name, offset, size });
+      offset += size;
+    }
+    const decayEnd = this.layout.filter((_, i) => ordered[i]!.dims.length >= 2).reduce((n, l) => n + l.size, 0);
+    this.sum = new Float64Array(offset);
+    this.params = new Float64Array(offset);
+    for (const l of this.layout) this.params.set(live(l.name), l.offset);
+    this.optimizer = new AdamW(offset, decayEnd, weightDecay);
+  }
+
+  add(gradients: Map<string, Float32Array>, count: number): void {
+    for (const l of this.layout) {
+      const g = gradients.get(l.name)!;
+      for (let i = 0; i < l.size; i++) this.sum[l.offset + i]! += g[i]! * count;
+    }
+    this.count += count;
+  }
+
+  apply(rate: number): void {
+    const scale = 1 / Math.max(this.count, 1);
+    let norm = 0;
+    for (let i = 0; i < this.sum.length; i++) {
+      this.sum[i]! *= scale;
+      norm += this.sum[i]! * this.sum[i]!;
+    }
+    // torch.nn.utils.clip_grad_norm_: factor max/(norm + 1e-6), capped at 1.
+    const factor = Math.min(1, this.clip / (Math.sqrt(norm) + 1e-6));
+    if (factor < 1) for (let i = 0; i < this.sum.length; i++) this.sum[i]! *= factor;
+    this.optimizer.step(this.params, this.sum, rate);
+    for (const l of this.layout) this.live(l.name).set(this.params.subarray(l.offset, l.offset + l.size));
+    this.sum.fill(0);
+    this.count = 0;
+  }
 }
 
 /** Older exports have no position_ids input: drop what the graph does not take. */
