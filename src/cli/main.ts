@@ -13,6 +13,7 @@ import { modelsCommand } from './models.js';
 import { predictCommand } from './predict.js';
 import { reportCommand } from './report.js';
 import { serveCommand } from './serve.js';
+import { studioCommand } from './studio.js';
 import { trainCommand } from './train.js';
 
 /** Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad data, 4 bad model, 5 network. */
@@ -33,7 +34,8 @@ export async function main(argv: string[]): Promise<number> {
     .addCommand(compareCommand())
     .addCommand(exportCommand())
     .addCommand(serveCommand())
-    .addCommand(generateCommand());
+    .addCommand(generateCommand())
+    .addCommand(studioCommand());
   for (const command of program.commands) command.exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -90,6 +90,8 @@ export interface ImageHeader {
   orientation: number;
   /** The embedded ICC profile describes sRGB, so converting it to sRGB would change nothing. */
   srgbProfile: boolean;
+  /** What sharp recognised the bytes as: jpeg, png, webp, gif, tiff, … */
+  format: string;
 }
 
 /** Headers already read, per buffer: the server checks a header for its limits, then decodes the same bytes. */
@@ -104,7 +106,7 @@ export async function readImageHeader(bytes: Uint8Array): Promise<ImageHeader> {
   const known = headers.get(bytes);
   if (known) return known;
   const meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  const header = { width: meta.width ?? 0, height: meta.height ?? 0, orientation: meta.orientation ?? 1, srgbProfile: meta.icc ? isSrgbProfile(meta.icc) : false };
+  const header = { width: meta.width ?? 0, height: meta.height ?? 0, orientation: meta.orientation ?? 1, srgbProfile: meta.icc ? isSrgbProfile(meta.icc) : false, format: meta.format ?? '' };
   headers.set(bytes, header);
   return header;
 }

@@ -180,7 +180,7 @@ export async function trainEpochs(
     } else if (epoch === options.epochs) best = { loss: record.trainLoss, accuracy: record.trainAccuracy, epoch, weights: session.snapshot() };
     record.seconds = (performance.now() - started) / 1000;
     history.push(record);
-    task.tick();
+    task.tick(1, record);
     if (best && options.patience > 0 && epoch - best.epoch >= options.patience && epoch < options.epochs) {
       stoppedEarly = true;
       break;

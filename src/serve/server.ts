@@ -12,17 +12,17 @@
  * fails only its request), then queued for the model's micro-batcher, which runs one backbone call
  * per batch. `close()` stops accepting connections and finishes the requests in flight.
  */
-import multipart from '@fastify/multipart';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyServerOptions } from 'fastify';
 import { topPredictions, type Classifier, type Prediction } from '../classifier/classifier.js';
 import { probabilitiesWithTemperature } from '../evaluate/calibration.js';
 import { HeadstartError, messageOf } from '../util/errors.js';
+import { createHttpApp } from './app.js';
 import { MicroBatcher, type BatcherOptions } from './batcher.js';
 import { DEFAULT_COMPLETION_LIMITS, registerCompletionRoutes, type CompletionLimits, type LanguageModelToServe } from './completions.js';
 import { registerDetectionRoutes, type DetectorToServe } from './detect-route.js';
 import { registerExplainRoute } from './explain-route.js';
-import { HttpError, mediaType, readRequestInputs, type InputLimits } from './inputs.js';
-import { ServerMetrics, type RejectionReason } from './metrics.js';
+import { HttpError, readRequestInputs, type InputLimits } from './inputs.js';
+import { ServerMetrics } from './metrics.js';
 
 export interface ServeLimits extends InputLimits {
   /** Prediction requests processed at once; beyond it, 429 until one finishes. */
@@ -130,32 +130,10 @@ export async function createServer(models: ModelToServe[], options: ServeOptions
     served.set(name, new ServedModel(name, classifier, batching, metrics));
   }
 
-  const app = Fastify({
-    logger: options.logger ?? { level: 'info' },
-    bodyLimit: limits.maxBodyBytes,
-    // Clients that stall mid-upload must not hold a slot for ever.
-    requestTimeout: 60_000,
-    return503OnClosing: true,
-    forceCloseConnections: 'idle',
-  });
-  await app.register(multipart, {
-    limits: { fileSize: limits.maxBodyBytes, files: limits.maxBatchInputs, fields: 16, parts: limits.maxBatchInputs + 16, fieldSize: 64 * 1024, headerPairs: 100 },
-  });
-  const rawBody = (_request: FastifyRequest, body: Buffer, done: (error: Error | null, body?: Buffer) => void) => done(null, body);
-  for (const type of [/^image\/[\w.+-]+$/, /^audio\/[\w.+-]+$/, 'application/octet-stream']) app.addContentTypeParser(type, { parseAs: 'buffer' }, rawBody);
+  const app = await createHttpApp({ limits, logger: options.logger ?? { level: 'info' }, onRejected: (reason) => metrics.rejected.inc({ reason }) });
 
   let inFlight = 0;
   let closing = false;
-
-  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
-    const { status, code, message, reason } = describeError(error, request, limits);
-    if (status >= 500) request.log.error({ err: error }, 'prediction failed');
-    else metrics.rejected.inc({ reason });
-    return reply.status(status).send({ error: { status, code, message } });
-  });
-  app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ error: { status: 404, code: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` } }),
-  );
 
   // Keep-alive connections would otherwise hold close() open until they time out.
   app.addHook('onSend', async (_request, reply) => {
@@ -231,28 +209,4 @@ function parseTopK(value: string | undefined, labels: number): number {
   const k = Number(value);
   if (!Number.isInteger(k) || k < 1) throw new HttpError(400, 'bad_top_k', `top_k must be a positive integer, got "${value.slice(0, 20)}"`);
   return Math.min(k, labels);
-}
-
-/** Every failure as status, stable code, message and metrics reason; internals are not leaked. */
-function describeError(
-  error: FastifyError | HttpError,
-  request: FastifyRequest,
-  limits: ServeLimits,
-): { status: number; code: string; message: string; reason: RejectionReason } {
-  if (error instanceof HttpError) return { status: error.statusCode, code: error.code, message: error.message, reason: error.reason };
-  const megabytes = `${(limits.maxBodyBytes / 1024 / 1024).toFixed(1)} MB`;
-  switch (error.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-    case 'FST_REQ_FILE_TOO_LARGE':
-      return { status: 413, code: 'body_too_large', message: `the body (or a file in it) is larger than the ${megabytes} limit`, reason: 'body_too_large' };
-    case 'FST_FILES_LIMIT':
-    case 'FST_PARTS_LIMIT':
-    case 'FST_FIELDS_LIMIT':
-      return { status: 413, code: 'too_many_inputs', message: `more than ${limits.maxBatchInputs} files (or too many form fields) in one request`, reason: 'body_too_large' };
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return { status: 415, code: 'unsupported_media_type', message: `unsupported content type "${mediaType(request) || 'none'}"`, reason: 'content_type' };
-  }
-  const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
-  if (status === 500) return { status, code: 'internal_error', message: 'internal error (logged on the server)', reason: 'bad_request' };
-  return { status, code: (error.code ?? 'bad_request').toLowerCase(), message: error.message, reason: 'bad_request' };
 }

@@ -303,7 +303,7 @@ function trainAdamW(
     }
     record.seconds = (performance.now() - epochStarted) / 1000;
     history.push(record);
-    task.tick();
+    task.tick(1, record);
     if (best && o.patience! > 0 && epoch - best.epoch >= o.patience! && epoch < epochs) {
       stoppedEarly = true;
       break;
@@ -364,7 +364,7 @@ function trainLbfgs(
       record.seconds = (performance.now() - iterationStarted) / 1000;
       iterationStarted = performance.now();
       history.push(record);
-      task.tick();
+      task.tick(1, record);
     },
   });
   if (!Number.isFinite(result.f)) throw dataError('the L-BFGS objective is not finite at the start (check the features)');

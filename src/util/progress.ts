@@ -12,8 +12,18 @@ export interface Reporter {
   warn(message: string): void;
 }
 
+/** What an epoch-based task reports with each tick (a `fit` or fine-tune epoch), for live curves. */
+export interface EpochDetail {
+  epoch: number;
+  trainLoss: number;
+  trainAccuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+}
+
 export interface ProgressTask {
-  tick(steps?: number): void;
+  /** `detail`: the epoch just finished, for reporters that draw curves (the studio); bars ignore it. */
+  tick(steps?: number, detail?: EpochDetail): void;
   done(summary?: string): void;
 }
 
