@@ -7,6 +7,7 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import type { InjectOptions } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unzipSync } from 'fflate';
 import { Classifier } from '../src/classifier/classifier.js';
@@ -45,7 +46,7 @@ async function waitForTraining(studio: StudioServer, id: string): Promise<TrainS
 describe('studio API', () => {
   let dir: string;
   let studio: StudioServer;
-  const inject = (...args: Parameters<StudioServer['app']['inject']>) => studio.app.inject(...args);
+  const inject = (options: InjectOptions) => studio.app.inject(options);
 
   beforeAll(async () => {
     dir = await tempDir('headstart-studio-api-');

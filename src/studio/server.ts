@@ -17,6 +17,7 @@
  *   POST   /api/projects/:id/predict                       image bytes, WAV bytes, or {text} → [{label, probability}]
  *   GET    /api/projects/:id/report                        the model's report.html
  *   GET    /api/projects/:id/export.onnx                   GET /api/projects/:id/model.zip
+ *   GET    /api/projects/:id/export                        the export's size, metadata (inputs, labels) and parity check
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -238,11 +239,16 @@ export async function createStudioServer(options: StudioOptions): Promise<Studio
   });
   app.get('/api/projects/:id/export.onnx', async (request, reply) => {
     const project = await projectOf(request);
-    const onnx = await (await training(project)).exportOnnx();
+    const { onnx } = await (await training(project)).exportOnnx();
     return reply
       .type('application/octet-stream')
       .header('content-disposition', `attachment; filename="${project.id}.onnx"`)
       .send(Buffer.from(onnx.buffer, onnx.byteOffset, onnx.byteLength));
+  });
+  app.get('/api/projects/:id/export', async (request) => {
+    const project = await projectOf(request);
+    const { onnx, metadata, check } = await (await training(project)).exportOnnx();
+    return { bytes: onnx.byteLength, metadata, check };
   });
   app.get('/api/projects/:id/model.zip', async (request, reply) => {
     const project = await projectOf(request);

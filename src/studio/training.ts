@@ -14,7 +14,7 @@ import { MANIFEST_FILE } from '../artifacts/model-folder.js';
 import { Classifier } from '../classifier/classifier.js';
 import { TextClassifier } from '../classifier/text-classifier.js';
 import type { ClassificationMetrics } from '../evaluate/metrics.js';
-import { exportClassifier } from '../export/onnx-export.js';
+import { exportClassifier, type ExportResult } from '../export/onnx-export.js';
 import { HttpError } from '../serve/inputs.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { messageOf } from '../util/errors.js';
@@ -74,7 +74,7 @@ export class ProjectTraining {
   private readonly listeners = new Set<(event: TrainEvent) => void>();
   private cancelRequested = false;
   private classifier?: Promise<Classifier | undefined>;
-  private exported?: { createdAt: string; onnx: Promise<Uint8Array> };
+  private exported?: { createdAt: string; result: Promise<ExportResult> };
   private running?: Promise<void>;
 
   private constructor(
@@ -152,15 +152,15 @@ export class ProjectTraining {
     return model;
   }
 
-  /** The one-file ONNX export of the current model, made once per model. */
-  async exportOnnx(): Promise<Uint8Array> {
+  /** The one-file ONNX export of the current model (and its metadata), made once per model. */
+  async exportOnnx(): Promise<ExportResult> {
     const model = await this.requireModel();
     if (this.exported?.createdAt !== model.manifest.createdAt) {
-      const onnx = exportClassifier(model).then((result) => result.onnx);
-      this.exported = { createdAt: model.manifest.createdAt, onnx };
-      onnx.catch(() => (this.exported = undefined));
+      const result = exportClassifier(model);
+      this.exported = { createdAt: model.manifest.createdAt, result };
+      result.catch(() => (this.exported = undefined));
     }
-    return this.exported.onnx;
+    return this.exported.result;
   }
 
   /** The model folder as a zip, every file under `<project>-model/`. */
