@@ -9,6 +9,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import * as ort from 'onnxruntime-node';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import sharp from 'sharp';
@@ -74,6 +75,11 @@ describe('headstart studio in Chromium', () => {
     shots = process.env.STUDIO_SCREENSHOTS ?? join(work, 'screens');
     // The page as `npm run build` makes it, from the current sources.
     await build({ configFile: join(ROOT, 'studio/vite.config.ts'), logLevel: 'error', build: { outDir: join(work, 'page'), emptyOutDir: true } });
+    // The issue's budget for the whole page: 300 kB gzipped.
+    const assets = await readdir(join(work, 'page', 'assets'));
+    let gzipped = 0;
+    for (const file of [...assets.map((a) => join(work, 'page', 'assets', a)), join(work, 'page', 'index.html')]) gzipped += gzipSync(await readFile(file), { level: 9 }).byteLength;
+    expect(gzipped).toBeLessThan(300 * 1024);
     const camera = join(work, 'camera.y4m');
     await writeFile(camera, y4m(160, 120, 20));
     const list = async (cls: string) => (await readdir(join(HYMENOPTERA, 'train', cls))).sort().slice(0, PER_CLASS).map((f) => join(HYMENOPTERA, 'train', cls, f));

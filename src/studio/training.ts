@@ -286,7 +286,8 @@ export class ProjectTraining {
             check();
           },
           done: (summary) => {
-            this.emit({ type: 'progress', label, done: total, total, unit });
+            // Early stopping ends a task before its total: the bar keeps the count it reached.
+            this.emit({ type: 'progress', label, done, total, unit });
             if (summary) this.log('info', `${label}: ${summary}`);
           },
         };

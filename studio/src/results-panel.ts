@@ -22,6 +22,9 @@ class ResultsPanel extends LightElement {
         <h2 id="results-h">Results</h2>
         <p class="hint">Measured on examples held out from training (${validation.n} in validation); the model never learnt from them.
           ${p.model.backbone} + ${p.model.head} head, trained ${p.model.createdAt.slice(0, 16).replace('T', ' ')}.</p>
+        ${validation.n < 20
+          ? html`<p class="warning" role="note">Only ${validation.n} held-out examples: one more mistake moves accuracy by ${(100 / validation.n).toFixed(0)} points. Add examples (a fifth of each class is held out) for a number you can trust.</p>`
+          : nothing}
         ${this.summary('Validation', validation)}
         ${test ? this.summary('Test', test) : nothing}
         ${this.perClass(validation)}
