@@ -6,12 +6,12 @@
  * pass skips the whole trunk below it.
  */
 import { attr, encodeModel } from '../backbones/tfjs/onnx-graph.js';
-import { createSession, ort } from '../backbones/onnx-session.js';
+import { ort, sessionOptions } from '../backbones/onnx-session.js';
 import { GraphBuilder } from '../autodiff/builder.js';
 import { addGradients } from '../autodiff/gradients.js';
 import { matchScalarRanks, pruneToOutputs } from '../autodiff/graph-utils.js';
 import type { TensorInfoMap } from '../autodiff/tensor-info.js';
-import { modelError } from '../util/errors.js';
+import { messageOf, modelError } from '../util/errors.js';
 import { copyGraph, type AttributionModel } from './attribution-model.js';
 
 export type GradientTarget = 'input' | 'feature-map' | 'none';
@@ -62,7 +62,14 @@ export class GradientRunner {
     pruneToOutputs(graph);
     matchScalarRanks(graph, info);
     const bytes = encodeModel(graph, 'explain', `logits and the target score's gradient with respect to the ${wrt}`, { producer: 'headstart explain' });
-    const session = await createSession(bytes, `${source.model.origin} (explanation graph)`, threads);
+    // Threads sleep between operators, as training sessions' do: the backbone's own session, image
+    // decoding and (when serving) HTTP share the cores with this one, and spinning threads starve them.
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, sessionOptions(threads, { spinning: false }));
+    } catch (error) {
+      throw modelError(`onnxruntime cannot load the explanation graph: ${messageOf(error)}`, source.model.origin, error);
+    }
     const inputDims = source.model.info.get(source.input)!.dims!.slice(1);
     return new GradientRunner(session, source, wrt === 'none' ? '' : target, outputs, inputDims);
   }
