@@ -2,6 +2,7 @@
  * `npm run bench`: the numbers quoted in closing notes, measured in one run on this machine.
  * Not a test: nothing here asserts; it prints what it measured and against which target.
  */
+import { asDense } from '../src/features/sparse.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -83,7 +84,7 @@ async function main() {
     const rowsOf = (inTrain: boolean): FeatureSet => {
       const rows = Array.from(result.itemOfRow.keys()).filter((r) => result.itemOfRow[r]! < dataset.train.length === inTrain);
       const features = new Float32Array(rows.length * result.dim);
-      rows.forEach((r, i) => features.set(result.features.subarray(r * result.dim, (r + 1) * result.dim), i * result.dim));
+      rows.forEach((r, i) => features.set(asDense(result.features).subarray(r * result.dim, (r + 1) * result.dim), i * result.dim));
       return { features, labels: Int32Array.from(rows, (r) => items[result.itemOfRow[r]!]!.label), dim: result.dim, numClasses: 2 };
     };
     const validation = rowsOf(false);

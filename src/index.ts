@@ -4,7 +4,7 @@ export { Classifier, type Prediction, type EvaluationResult, type TrainOptions, 
 export { inferTask } from './classifier/modalities.js';
 export { openImageBackbone, BUILTIN_IMAGE_BACKBONES, DEFAULT_IMAGE_BACKBONE, type OpenBackboneOptions } from './backbones/resolve.js';
 export { ImageBackbone, type ImageGraphSpec } from './backbones/image-backbone.js';
-export { TextClassifier, trainTfidfBaseline, tfidfFewShot, TFIDF_FIT_DEFAULTS, type TextTrainOptions, type BaselineReport, type TruncationReport } from './classifier/text-classifier.js';
+export { TextClassifier, trainTfidfBaseline, tfidfFewShot, tfidfFitDefaults, type TextTrainOptions, type BaselineReport, type TruncationReport } from './classifier/text-classifier.js';
 export { openTextBackbone, BUILTIN_TEXT_BACKBONES, DEFAULT_TEXT_BACKBONE, type TextBackboneOptions, type TextPreprocessingOptions } from './backbones/text-resolve.js';
 export { TransformerTextBackbone, type TransformerPreprocessing } from './backbones/text-transformer.js';
 export { WordVectorBackbone, readWordVectorFolder, winkGloveTable, WORD_VECTOR_DEFAULTS, type WordVectorPreprocessing, type WordVectorTable } from './backbones/text-word-vectors.js';

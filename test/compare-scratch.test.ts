@@ -1,3 +1,4 @@
+import { asDense, type SparseRows } from '../src/features/sparse.js';
 import { describe, expect, it } from 'vitest';
 import { LOG_MEL, LOG_MEL_STATISTICS_DIM, logMelFrames, logMelStatistics } from '../src/evaluate/scratch-audio.js';
 import { rawPixelBaseline, scratchBaselineFor } from '../src/evaluate/scratch.js';
@@ -60,7 +61,7 @@ describe('log-mel statistics (the audio scratch baseline)', () => {
       const hz = label === 0 ? 300 + rng.uniform(0, 200) : 2000 + rng.uniform(0, 1000);
       return { label, bytes: wav(tone(hz, 0.3 + rng.uniform(0, 0.3), 8000, 0.05, rng), 8000) };
     });
-    const features = await backbone.forward(await Promise.all(clips.map((c) => backbone.prepare(c.bytes))));
+    const features = asDense(await backbone.forward(await Promise.all(clips.map((c) => backbone.prepare(c.bytes)))));
     const labels = Int32Array.from(clips, (c) => c.label);
     const train = { features: features.subarray(0, 16 * 80), labels: labels.subarray(0, 16), dim: 80, numClasses: 2 };
     const { head } = fitHead(train, undefined, { seed: 0 });
@@ -74,7 +75,7 @@ describe('raw pixels (the image scratch baseline)', () => {
     const backbone = await rawPixelBaseline().build([]);
     expect(backbone.reference).toMatchObject({ modality: 'image', featureDim: 3072 });
     const red = await backbone.prepare(await makeImage(64, 40, { r: 255, g: 0, b: 0 }));
-    const [features] = [await backbone.forward([red])];
+    const features = asDense(await backbone.forward([red]));
     expect(features).toHaveLength(3072);
     expect(Array.from(features.subarray(0, 6))).toEqual([1, 0, 0, 1, 0, 0]);
     expect(await scratchBaselineFor('image')).toMatchObject({ name: 'raw pixels (scratch)' });
@@ -89,10 +90,12 @@ describe('TF-IDF (the text scratch baseline)', () => {
     const backbone = (await baseline.build([item('a great film', 1), item('a dull film', 0)])) as Awaited<ReturnType<typeof baseline.build>>;
     expect(backbone.reference.modality).toBe('text');
     const [seen, unseen] = await Promise.all(['great film', 'zzzz'].map((text) => backbone.prepare(text as never)));
-    const features = await backbone.forward([seen, unseen]);
-    const dim = backbone.reference.featureDim;
-    expect(features.subarray(0, dim).some((x) => x > 0)).toBe(true);
+    // TF-IDF rows are sparse: row 0 has non-zeros, row 1 none.
+    const features = (await backbone.forward([seen, unseen])) as SparseRows;
+    expect(features).toMatchObject({ kind: 'csr', rows: 2, dim: backbone.reference.featureDim });
+    expect(features.indptr[1]).toBeGreaterThan(0);
+    expect(Array.from(features.values.subarray(0, features.indptr[1])).every((x) => x > 0)).toBe(true);
     // No term of an unseen word is in the vocabulary, except character n-grams it shares: none here.
-    expect(features.subarray(dim).every((x) => x === 0)).toBe(true);
+    expect(features.indptr[2]).toBe(features.indptr[1]);
   });
 });

@@ -1,3 +1,4 @@
+import { asDense } from '../src/features/sparse.js';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -34,7 +35,7 @@ describe('extractFeatures', () => {
       ...items([new Uint8Array(3), new Uint8Array(0), new Uint8Array(5)]),
       { source: 'missing.jpg', load: async () => Promise.reject(new Error('ENOENT: no such file')) },
     ]);
-    expect(Array.from(result.features)).toEqual([3, 0, 5, 0]);
+    expect(Array.from(asDense(result.features))).toEqual([3, 0, 5, 0]);
     expect(Array.from(result.itemOfRow)).toEqual([0, 2]);
     expect(result.skipped).toEqual([
       { source: 'item1', reason: 'empty file' },
@@ -67,7 +68,7 @@ describe('extractFeatures', () => {
     await writeFile(join(cache.dir, shard!, entry!), 'torn');
     const again = await extractFeatures(backbone, items([new Uint8Array(7), new Uint8Array(8)]), { cache });
     expect(again.computed).toBe(2);
-    expect(Array.from(again.features)).toEqual([7, 0, 8, 0]);
+    expect(Array.from(asDense(again.features))).toEqual([7, 0, 8, 0]);
   });
 
   it('adds augmented views per item, each cached under its own key', async () => {
@@ -77,7 +78,7 @@ describe('extractFeatures', () => {
     const views = { count: 2, seed: 0 };
     const result = await extractFeatures(backbone, items([new Uint8Array(2), new Uint8Array(3)]), { cache, views });
     expect(Array.from(result.viewOfRow)).toEqual([0, 1, 2, 0, 1, 2]);
-    expect(Array.from(result.features)).toEqual([2, 0, 2, 1, 2, 2, 3, 0, 3, 1, 3, 2]);
+    expect(Array.from(asDense(result.features))).toEqual([2, 0, 2, 1, 2, 2, 3, 0, 3, 1, 3, 2]);
     const withOtherSeed = await extractFeatures(backbone, items([new Uint8Array(2)]), { cache, views: { count: 2, seed: 1 } });
     expect(withOtherSeed.cacheHits).toBe(1);
     expect(withOtherSeed.computed).toBe(2);

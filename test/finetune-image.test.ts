@@ -4,6 +4,7 @@
  * save → load → identical probabilities, and seeded determinism. Few images and epochs keep it
  * quick; the accuracy comparison over seeds is in `npm run bench`.
  */
+import { asDense } from '../src/features/sparse.js';
 import { mkdir, readFile, symlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -74,8 +75,8 @@ describe('fine-tuning the backbone (MobileNetV2 α=0.35, hymenoptera slice)', ()
     expect(tunedGraph.floatInitializer('block_14_project/weights')).toEqual(originalGraph.floatInitializer('block_14_project/weights'));
     expect(tunedGraph.floatInitializer('block_16_project/weights')).not.toEqual(originalGraph.floatInitializer('block_16_project/weights'));
     const prepared = await Promise.all(inputs.map((bytes) => original.prepare(bytes)));
-    const frozenFeatures = await original.forward(prepared);
-    const tunedFeatures = await loaded.backbone.forward(prepared as never);
+    const frozenFeatures = asDense(await original.forward(prepared));
+    const tunedFeatures = asDense(await loaded.backbone.forward(prepared as never));
     expect(Math.max(...frozenFeatures.map((v, i) => Math.abs(v - tunedFeatures[i]!)))).toBeGreaterThan(1e-3);
 
     // One ONNX file with the fine-tuned weights, agreeing with the library.

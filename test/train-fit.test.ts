@@ -221,7 +221,7 @@ describe('errors users can hit', () => {
   });
 
   it('rejects inconsistent or broken data', () => {
-    const nan = { ...train, features: train.features.slice() };
+    const nan = { ...train, features: (train.features as Float32Array).slice() };
     nan.features[9] = Number.NaN;
     expectError(() => fitHead(nan, undefined, {}), 'data', /training set: row 2 has a non-finite feature \(NaN\) at dimension 1/);
     const badLabel = { ...train, labels: train.labels.slice() };

@@ -1,3 +1,5 @@
+import type { FeatureMatrix } from '../features/sparse.js';
+
 /**
  * A backbone turns prepared inputs (pixels, token ids, audio windows) into one feature vector each.
  * Images, text and audio differ only in how an input is prepared; extraction, caching, heads,
@@ -23,8 +25,13 @@ export interface Backbone<Input, Prepared> {
   readonly preprocessing: object;
   /** Turns one raw input into what `forward` consumes (decode, resize, tokenise, resample…). */
   prepare(input: Input, view?: AugmentationView): Promise<Prepared>;
-  /** Runs the graph on a batch; returns features row-major, `batch.length × featureDim`. */
-  forward(batch: Prepared[]): Promise<Float32Array>;
+  /**
+   * Runs the graph on a batch; returns features row-major, `batch.length × featureDim`, or sparse
+   * rows for a backbone whose `sparse` is true (TF-IDF).
+   */
+  forward(batch: Prepared[]): Promise<FeatureMatrix>;
+  /** True when `forward` returns sparse rows; such features are never written to the feature cache. */
+  readonly sparse?: boolean;
   /** Preferred batch size for `forward`. */
   readonly batchSize: number;
   dispose(): Promise<void>;

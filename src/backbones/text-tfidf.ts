@@ -1,8 +1,8 @@
 import type { Backbone, BackboneReference } from './backbone.js';
-import { stack } from './onnx-session.js';
+import { sparseRows, type SparseRows } from '../features/sparse.js';
 import { modelError, usageError } from '../util/errors.js';
 import { hashJson } from '../util/hash.js';
-import { isTfidfState, termsOf, TfidfVectorizer, type TfidfSettings, type TfidfState } from '../web/tfidf.js';
+import { isTfidfState, termsOf, TfidfVectorizer, type TfidfRow, type TfidfSettings, type TfidfState } from '../web/tfidf.js';
 
 // Featurisation (termsOf, transform) is shared with headstart/web; fitting is here.
 export { termsOf, type TfidfSettings, type TfidfState } from '../web/tfidf.js';
@@ -13,13 +13,7 @@ export { termsOf, type TfidfSettings, type TfidfState } from '../web/tfidf.js';
  * training texts — so it is a feature map with state; once fitted it is used like any backbone,
  * and its state (settings, terms, idf) is the "preprocessing" saved in the model folder.
  */
-export const TFIDF_DEFAULTS: TfidfSettings = { wordNgrams: [1, 2], charNgrams: [2, 4], minDf: 1, maxFeatures: 5_000, sublinearTf: true };
-
-/**
- * Feature values (rows × terms) that the baseline may hold in memory at once, over all splits:
- * 2^28 float32 values = 1 GiB. SST-2's 68,000 texts thus get about 3,900 terms.
- */
-export const TFIDF_FEATURE_BUDGET = 2 ** 28;
+export const TFIDF_DEFAULTS: TfidfSettings = { wordNgrams: [1, 2], charNgrams: [2, 4], minDf: 1, maxFeatures: null, sublinearTf: true };
 
 export class TfidfFeatureMap extends TfidfVectorizer {
   constructor(state: TfidfState) {
@@ -28,23 +22,23 @@ export class TfidfFeatureMap extends TfidfVectorizer {
   }
 
   /**
-   * Fits on training texts: document frequencies of every n-gram, the `maxFeatures` most frequent
-   * kept (ties in term order, so the same texts always give the same map), idf as scikit-learn's
-   * smooth idf: ln((1 + n) / (1 + df)) + 1.
+   * Fits on training texts: document frequencies of every n-gram, all kept or the `maxFeatures`
+   * most frequent (ties in term order, so the same texts always give the same map), idf as
+   * scikit-learn's smooth idf: ln((1 + n) / (1 + df)) + 1.
    */
-  static fit(texts: string[], options: Partial<TfidfSettings> = {}, rowsToHold = texts.length): TfidfFeatureMap {
-    const requested = { ...TFIDF_DEFAULTS, ...options };
-    checkSettings(requested);
+  static fit(texts: string[], options: Partial<TfidfSettings> = {}): TfidfFeatureMap {
+    const settings = { ...TFIDF_DEFAULTS, ...options };
+    checkSettings(settings);
     if (texts.length === 0) throw usageError('TF-IDF needs at least one training text');
-    const settings = { ...requested, maxFeatures: Math.max(1, Math.min(requested.maxFeatures, Math.floor(TFIDF_FEATURE_BUDGET / Math.max(1, rowsToHold)))) };
     const df = new Map<string, number>();
     for (const text of texts) for (const term of new Set(termsOf(text, settings))) df.set(term, (df.get(term) ?? 0) + 1);
-    const kept = [...df.entries()]
-      .filter(([, count]) => count >= settings.minDf)
-      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      .slice(0, settings.maxFeatures)
-      // Words first, then characters, each block in term order.
-      .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const byName = (a: [string, number], b: [string, number]) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+    let kept = [...df.entries()].filter(([, count]) => count >= settings.minDf);
+    if (settings.maxFeatures !== null && kept.length > settings.maxFeatures) {
+      kept = kept.sort((a, b) => b[1] - a[1] || byName(a, b)).slice(0, settings.maxFeatures);
+    }
+    // In term order: the `c:` (character) block, then the `w:` (word) block.
+    kept.sort(byName);
     if (kept.length === 0) throw usageError(`no term occurs in at least ${settings.minDf} training texts`);
     const n = texts.length;
     return new TfidfFeatureMap({
@@ -72,12 +66,17 @@ function checkSettings(s: TfidfSettings): void {
   range(s.charNgrams, 'charNgrams');
   if (!s.wordNgrams && !s.charNgrams) throw usageError('TF-IDF needs word or character n-grams');
   if (!Number.isInteger(s.minDf) || s.minDf < 1) throw usageError('TF-IDF minDf must be a positive integer');
-  if (!Number.isInteger(s.maxFeatures) || s.maxFeatures < 1) throw usageError('TF-IDF maxFeatures must be a positive integer');
+  if (s.maxFeatures !== null && (!Number.isInteger(s.maxFeatures) || s.maxFeatures < 1)) throw usageError('TF-IDF maxFeatures (--max-terms) must be a positive integer, or null for every term');
 }
 
-/** A fitted TF-IDF map as a backbone, so training, evaluation, saving and loading are the shared ones. */
-export class TfidfBackbone implements Backbone<string, Float32Array> {
+/**
+ * A fitted TF-IDF map as a backbone, so training, evaluation, saving and loading are the shared
+ * ones. Its rows are sparse (`forward` returns SparseRows): the linear head trains on their
+ * non-zeros, so the vocabulary can be everything the training texts hold.
+ */
+export class TfidfBackbone implements Backbone<string, TfidfRow> {
   readonly batchSize = 256;
+  readonly sparse = true;
   readonly reference: BackboneReference;
 
   constructor(readonly map: TfidfFeatureMap) {
@@ -95,12 +94,12 @@ export class TfidfBackbone implements Backbone<string, Float32Array> {
     return this.map.state;
   }
 
-  async prepare(text: string): Promise<Float32Array> {
-    return this.map.transform(text);
+  async prepare(text: string): Promise<TfidfRow> {
+    return this.map.transformSparse(text);
   }
 
-  async forward(batch: Float32Array[]): Promise<Float32Array> {
-    return stack(batch);
+  async forward(batch: TfidfRow[]): Promise<SparseRows> {
+    return sparseRows(batch, this.map.dim);
   }
 
   async dispose(): Promise<void> {}

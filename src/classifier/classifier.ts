@@ -5,6 +5,7 @@ import { fitTemperature, probabilitiesWithTemperature } from '../evaluate/calibr
 import { evaluatePredictions, type DetailedMetrics } from '../evaluate/metrics.js';
 import { defaultCacheDir, FeatureCache } from '../features/cache.js';
 import { extractFeatures, type AugmentedViews } from '../features/extract.js';
+import { concatRows, type FeatureMatrix } from '../features/sparse.js';
 import { headFromState, type FeatureSet, type Head } from '../heads/head.js';
 import { fitHead, type FitOptions, type FitResult } from '../train/fit.js';
 import { loadModelFolder, saveModelFolder, type ManifestWithoutHead, type ModelManifest } from '../artifacts/model-folder.js';
@@ -135,12 +136,11 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
 
   /** Calibrated class probabilities (n × classes) for inputs the backbone has already prepared. */
   async probabilitiesOfPrepared(prepared: unknown[]): Promise<Float32Array> {
-    const dim = this.backbone.reference.featureDim;
-    const features = new Float32Array(prepared.length * dim);
+    const batches: FeatureMatrix[] = [];
     for (let start = 0; start < prepared.length; start += this.backbone.batchSize) {
-      features.set(await this.backbone.forward(prepared.slice(start, start + this.backbone.batchSize)), start * dim);
+      batches.push(await this.backbone.forward(prepared.slice(start, start + this.backbone.batchSize)));
     }
-    return this.probabilitiesOf(features);
+    return this.probabilitiesOf(batches.length === 1 ? batches[0]! : concatRows(batches, this.backbone.reference.featureDim));
   }
 
   /**
@@ -183,7 +183,7 @@ export class Classifier<Input extends Uint8Array | string = Uint8Array | string>
   }
 
   /** Head probabilities, with the fitted temperature applied when there is one. */
-  protected probabilitiesOf(features: Float32Array): Float32Array {
+  protected probabilitiesOf(features: FeatureMatrix): Float32Array {
     return probabilitiesWithTemperature(this.head, features, this.manifest.calibration?.temperature ?? 1);
   }
 

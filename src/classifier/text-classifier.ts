@@ -9,6 +9,7 @@ import { meanStd, type ShotsResult } from '../evaluate/few-shot.js';
 import { computeMetrics, type ClassificationMetrics } from '../evaluate/metrics.js';
 import { defaultCacheDir } from '../features/cache.js';
 import type { FeatureSet } from '../heads/head.js';
+import { sparseRows } from '../features/sparse.js';
 import { fitHead, type FitOptions } from '../train/fit.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { Classifier, loadWith, trainClassifier, trainWith, type EvaluationResult, type LoadOptions, type Prediction, type TrainOptions } from './classifier.js';
@@ -37,13 +38,19 @@ export interface TextTrainOptions extends Omit<TrainOptions<string>, 'task' | 'a
 }
 
 /**
- * Head settings for TF-IDF features. TF-IDF rows are sparse and already L2-normalised, so they are
- * not standardised: standardising blows a rare term up to hundreds of standard deviations, and on
- * AG News it cost 14 points (0.707 vs 0.849 test accuracy, measured). Unstandardised inputs are
- * small, hence a larger learning rate than the heads' default, and no weight decay (early stopping
- * regularises).
+ * Head settings for TF-IDF features: the linear head fitted by L-BFGS on the L2-penalised log loss,
+ * the model scikit-learn's LogisticRegression(C = 1) fits on the same rows. λ is 1/(C·n) for
+ * multinomial loss; for two classes 2/(C·n), because two softmax rows w₀ = −w₁ = w/2 carry half the
+ * penalty of scikit-learn's single binary w. On SST-2 (109k terms) this gave 0.836 test accuracy
+ * against 0.821 for AdamW with early stopping (measured). Gradient tolerance 1e-5 rather than the
+ * linear head's 1e-6: it stops the fit in about half the iterations, at the same test accuracy.
+ * TF-IDF rows are sparse and already L2-normalised, so they are not standardised: standardising
+ * blows a rare term up to hundreds of standard deviations (on AG News it cost 14 points, 0.707 vs
+ * 0.849, measured) and would make every row dense.
  */
-export const TFIDF_FIT_DEFAULTS: Partial<FitOptions> = { standardize: false, lr: 0.01, weightDecay: 0 };
+export function tfidfFitDefaults(trainRows: number, numClasses: number): Partial<FitOptions> {
+  return { standardize: false, optimizer: 'lbfgs', weightDecay: (numClasses === 2 ? 2 : 1) / Math.max(1, trainRows), tolerance: 1e-5 };
+}
 
 /** What the TF-IDF baseline scored, trained on the same split with a linear head. */
 export interface BaselineReport {
@@ -84,7 +91,7 @@ export class TextClassifier extends Classifier<string> {
       const map = await fitTfidf(dataset, tfidf, reporter);
       // The map is fitted already; the shared flow then "opens" it like any backbone.
       const adapter: ModalityAdapter<string> = { ...textModality, openBackbone: async () => new TfidfBackbone(map) };
-      classifier = await trainWith(adapter, { ...TFIDF_FIT_DEFAULTS, ...definedOnly(rest), data: dataset, backboneOptions, cache: false }, make);
+      classifier = await trainWith(adapter, { ...tfidfFitDefaults(dataset.train.length, dataset.classes.length), ...definedOnly(rest), data: dataset, backboneOptions, cache: false }, make);
     } else {
       classifier = await trainWith(textModality, { ...rest, data: dataset, backboneOptions }, make);
     }
@@ -124,8 +131,7 @@ async function textsOf(items: LabelledItem<string>[]): Promise<string[]> {
 
 async function fitTfidf(dataset: Dataset<string>, settings: Partial<TfidfSettings> | undefined, reporter: Reporter): Promise<TfidfFeatureMap> {
   const task = reporter.task('fitting TF-IDF on the training texts', 1, 'maps');
-  const rows = dataset.train.length + dataset.validation.length + (dataset.test?.length ?? 0);
-  const map = TfidfFeatureMap.fit(await textsOf(dataset.train), settings, rows);
+  const map = TfidfFeatureMap.fit(await textsOf(dataset.train), settings);
   task.done(map.describe());
   return map;
 }
@@ -139,7 +145,7 @@ export async function trainTfidfBaseline(
   const reporter = options.reporter ?? silentReporter;
   const backbone = new TfidfBackbone(await fitTfidf(dataset, options.tfidf, reporter));
   const { manifest } = await trainClassifier(dataset, backbone, {
-    fit: { ...TFIDF_FIT_DEFAULTS, ...options.fit },
+    fit: { ...tfidfFitDefaults(dataset.train.length, dataset.classes.length), ...options.fit },
     cache: false,
     cacheDir: options.cacheDir ?? defaultCacheDir(),
     seed: options.seed,
@@ -175,19 +181,16 @@ export async function tfidfFewShot(
   const runs = options.seeds.map((seed) => {
     const started = performance.now();
     const rows = sampleShots(trainLabels, labels.length, options.shots, seed, labels);
-    const map = TfidfFeatureMap.fit(
-      rows.map((r) => trainTexts[r]!),
-      options.tfidf,
-      rows.length + evaluationTexts.length,
-    );
-    const setOf = (texts: string[], rowLabels: Int32Array): FeatureSet => {
-      const features = new Float32Array(texts.length * map.dim);
-      texts.forEach((text, i) => features.set(map.transform(text), i * map.dim));
-      return { features, labels: rowLabels, dim: map.dim, numClasses: labels.length };
-    };
+    const map = TfidfFeatureMap.fit(rows.map((r) => trainTexts[r]!), options.tfidf);
+    const setOf = (texts: string[], rowLabels: Int32Array): FeatureSet => ({
+      features: sparseRows(texts.map((text) => map.transformSparse(text)), map.dim),
+      labels: rowLabels,
+      dim: map.dim,
+      numClasses: labels.length,
+    });
     const subset = setOf(rows.map((r) => trainTexts[r]!), Int32Array.from(rows, (r) => trainLabels[r]!));
     const evaluationSet = setOf(evaluationTexts, evaluationLabels);
-    const { head } = fitHead(subset, undefined, { ...TFIDF_FIT_DEFAULTS, ...options.fit, seed });
+    const { head } = fitHead(subset, undefined, { ...tfidfFitDefaults(rows.length, labels.length), ...options.fit, seed });
     const metrics = computeMetrics(evaluationLabels, head.predictProba(evaluationSet.features), labels);
     return { seed, trainSize: rows.length, accuracy: metrics.accuracy, macroF1: metrics.macro.f1, seconds: (performance.now() - started) / 1000 };
   });

@@ -27,6 +27,7 @@ interface CompareCommandOptions extends GlobalOptions, HubCliOptions {
   scratchCnn?: boolean;
   cnnEpochs?: number;
   cnnSize?: number;
+  maxTerms?: number;
 }
 
 export function compareCommand(): Command {
@@ -47,7 +48,8 @@ export function compareCommand(): Command {
       .option('--no-cache', 'do not read or write the feature cache')
       .option('--scratch-cnn', 'images: also train a small CNN from random initialisation on the pixels, end to end, at every size and seed (slow: minutes on a few hundred images)')
       .option('--cnn-epochs <n>', `--scratch-cnn: epochs per run (default ${SCRATCH_CNN_DEFAULTS.epochs})`, integer('--cnn-epochs', 1))
-      .option('--cnn-size <px>', `--scratch-cnn: input side in pixels (default ${SCRATCH_CNN_DEFAULTS.size})`, integer('--cnn-size', 16)),
+      .option('--cnn-size <px>', `--scratch-cnn: input side in pixels (default ${SCRATCH_CNN_DEFAULTS.size})`, integer('--cnn-size', 16))
+      .option('--max-terms <n>', 'text: the TF-IDF baseline keeps the <n> most frequent terms (default: every term of the training texts)', integer('--max-terms', 1)),
   )).action(async (data: string, options: CompareCommandOptions) => {
     const reporter = reporterFor(options);
     if (options.task === 'generate') return compareGenerate(data, options, reporter);
@@ -59,7 +61,7 @@ export function compareCommand(): Command {
     const task = options.task ?? (await inferTask(data));
     if (options.scratchCnn && task !== 'image') throw usageError(`--scratch-cnn trains a CNN on image pixels; ${data} is ${task} data`);
     const adapter = await modalityAdapter(task);
-    const scratch = await scratchBaselineFor(task);
+    const scratch = await scratchBaselineFor(task, { tfidf: options.maxTerms === undefined ? undefined : { maxFeatures: options.maxTerms } });
     const cacheDir = cacheDirOf(options);
     const dataset = await adapter.readDataset(data, { validationFraction: options.valFraction, seed: options.seed });
     const backbone = await adapter.openBackbone(options.backbone ?? adapter.defaultBackbone, { cacheDir, reporter, hub: hubOptionsOf(options) });

@@ -59,6 +59,12 @@ interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
   pooling?: 'mean' | 'cls' | 'sif' | 'sif+max+min';
   maxLength?: number;
   baseline: boolean;
+  maxTerms?: number;
+}
+
+/** `--max-terms` as TF-IDF settings. */
+function tfidfOf(options: { maxTerms?: number }): { maxFeatures: number } | undefined {
+  return options.maxTerms === undefined ? undefined : { maxFeatures: options.maxTerms };
 }
 
 /** `--unfreeze`: a block count, `all`, or `auto`. */
@@ -107,7 +113,8 @@ export function trainCommand(): Command {
       .option('--test-fraction <f>', 'text: without a test file, hold out this share of each class as the test set', fraction('--test-fraction'))
       .addOption(new Option('--pooling <mode>', 'text: transformers mean|cls, word vectors mean|sif|sif+max+min; audio: over windows, mean|mean-max').choices(['mean', 'cls', 'sif', 'sif+max+min', 'mean-max']))
       .option('--max-length <n>', 'text: truncate transformer inputs to <n> tokens', integer('--max-length', 3))
-      .option('--no-baseline', 'text: do not train the TF-IDF baseline beside the model'),
+      .option('--no-baseline', 'text: do not train the TF-IDF baseline beside the model')
+      .option('--max-terms <n>', 'text: TF-IDF (--backbone tfidf and the baseline) keeps the <n> most frequent terms (default: every term of the training texts)', integer('--max-terms', 1)),
   ))).action(async (data: string, options: TrainCommandOptions) => {
     const reporter = reporterFor(options);
     if (options.task === 'generate') return trainGenerate(data, options, reporter);
@@ -141,7 +148,7 @@ export function trainCommand(): Command {
     await checkReplaceable(options.out, 'folder', MODEL_FOLDER_GUARD);
     const train = (settings: Parameters<typeof Classifier.train>[0]) =>
       task === 'text'
-        ? TextClassifier.train({ ...settings, data, datasetOptions, preprocessing: { pooling: options.pooling, maxLength: options.maxLength }, baseline: options.baseline })
+        ? TextClassifier.train({ ...settings, data, datasetOptions, preprocessing: { pooling: options.pooling, maxLength: options.maxLength }, baseline: options.baseline, tfidf: tfidfOf(options) })
         : Classifier.train(settings);
     const classifier = await train({
       task,

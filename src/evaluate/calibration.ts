@@ -1,3 +1,4 @@
+import type { FeatureMatrix } from '../features/sparse.js';
 import type { Head } from '../heads/head.js';
 import { dataError } from '../util/errors.js';
 
@@ -75,7 +76,7 @@ export function softmaxWithTemperature(logits: Float32Array, numClasses: number,
 }
 
 /** A head's probabilities with a temperature applied (T = 1: the head's own softmax, untouched). */
-export function probabilitiesWithTemperature(head: Head, features: Float32Array, temperature: number): Float32Array {
+export function probabilitiesWithTemperature(head: Head, features: FeatureMatrix, temperature: number): Float32Array {
   if (temperature === 1) return head.predictProba(features);
   return softmaxWithTemperature(head.logits(features), head.numClasses, temperature);
 }

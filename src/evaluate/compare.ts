@@ -1,3 +1,4 @@
+import { type FeatureMatrix, selectRows as selectMatrixRows } from '../features/sparse.js';
 import type { Backbone } from '../backbones/backbone.js';
 import type { Dataset, LabelledItem } from '../data/dataset.js';
 import { sampleShots } from '../data/subsample.js';
@@ -130,7 +131,7 @@ export async function compareOnDataset<Input extends Uint8Array | string>(option
   const fit = { ...options.fit, head: options.fit?.head ?? 'linear' };
   const contenders: Contender[] = [
     featureContender('pre-trained backbone', `${pretrained.reference.id} features (${pretrained.reference.featureDim}-d), frozen`, sets[0]!.train, sets[0]!.evaluation, dataset.classes, fit, secondsPerExample[0]!),
-    featureContender(options.scratch.name, options.scratch.description, sets[1]!.train, sets[1]!.evaluation, dataset.classes, fit, secondsPerExample[1]!),
+    featureContender(options.scratch.name, options.scratch.description, sets[1]!.train, sets[1]!.evaluation, dataset.classes, fit, secondsPerExample[1]!, options.scratch.fitDefaults),
   ];
   if (options.extraContenders) {
     contenders.push(...(await options.extraContenders({ train: trainKept.map((i) => dataset.train[i]!), evaluation: evaluationKept.map((i) => evaluationItems[i]!) })));
@@ -206,6 +207,8 @@ export function featureContender(
   labels: string[],
   fit: Partial<FitOptions>,
   secondsPerExample: number,
+  /** Settings these features need under `fit` (e.g. TF-IDF's), given the rows drawn. */
+  defaults?: (trainRows: number, numClasses: number, head: NonNullable<FitOptions['head']>) => Partial<FitOptions>,
 ): Contender {
   return {
     name,
@@ -213,7 +216,7 @@ export function featureContender(
     secondsPerExample,
     async run(rows, seed) {
       const started = performance.now();
-      const { head } = fitHead(selectRows(train, rows), undefined, { ...fit, seed });
+      const { head } = fitHead(selectRows(train, rows), undefined, { ...defaults?.(rows.length, labels.length, fit.head ?? 'linear'), ...fit, seed });
       const fitSeconds = (performance.now() - started) / 1000;
       const metrics = computeMetrics(evaluation.labels, head.predictProba(evaluation.features), labels);
       return { accuracy: metrics.accuracy, macroF1: metrics.macro.f1, fitSeconds };
@@ -255,7 +258,7 @@ export async function measureSecondsPerExample<Input extends Uint8Array | string
 }
 
 function featureSetOf<Input>(
-  extracted: { features: Float32Array; dim: number; itemOfRow: Int32Array },
+  extracted: { features: FeatureMatrix; dim: number; itemOfRow: Int32Array },
   items: LabelledItem<Input>[],
   kept: number[],
   numClasses: number,
@@ -263,11 +266,7 @@ function featureSetOf<Input>(
   const rowOfItem = new Map<number, number>();
   extracted.itemOfRow.forEach((item, row) => rowOfItem.set(item, row));
   const { dim } = extracted;
-  const features = new Float32Array(kept.length * dim);
-  kept.forEach((item, i) => {
-    const row = rowOfItem.get(item)!;
-    features.set(extracted.features.subarray(row * dim, (row + 1) * dim), i * dim);
-  });
+  const features = selectMatrixRows(extracted.features, dim, kept.map((item) => rowOfItem.get(item)!));
   return { features, labels: Int32Array.from(kept, (item) => items[item]!.label), dim, numClasses };
 }
 

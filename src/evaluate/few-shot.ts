@@ -1,3 +1,4 @@
+import { selectRows as selectMatrixRows } from '../features/sparse.js';
 import type { FeatureSet } from '../heads/head.js';
 import { sampleShots } from '../data/subsample.js';
 import { fitHead, type FitOptions } from '../train/fit.js';
@@ -48,9 +49,7 @@ export function fewShot(
 }
 
 export function selectRows(set: FeatureSet, rows: number[]): FeatureSet {
-  const features = new Float32Array(rows.length * set.dim);
-  rows.forEach((row, i) => features.set(set.features.subarray(row * set.dim, (row + 1) * set.dim), i * set.dim));
-  return { features, labels: Int32Array.from(rows, (row) => set.labels[row]!), dim: set.dim, numClasses: set.numClasses };
+  return { features: selectMatrixRows(set.features, set.dim, rows), labels: Int32Array.from(rows, (row) => set.labels[row]!), dim: set.dim, numClasses: set.numClasses };
 }
 
 /** Mean and sample standard deviation (n − 1; 0 for a single value). */

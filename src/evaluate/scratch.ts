@@ -1,3 +1,5 @@
+import type { TfidfSettings } from '../web/tfidf.js';
+import type { FitOptions } from '../train/fit.js';
 import type { Backbone, Modality } from '../backbones/backbone.js';
 import type { ImagePreprocessing } from '../backbones/image-preprocessing.js';
 import type { LabelledItem } from '../data/dataset.js';
@@ -22,6 +24,8 @@ export interface ScratchBaseline<Input extends Uint8Array | string = Uint8Array 
   /** What the features are, for people. */
   readonly description: string;
   build(train: LabelledItem<Input>[]): Promise<Backbone<Input, unknown>>;
+  /** Head settings its features need, beneath the user's (TF-IDF: unstandardised sparse rows). */
+  fitDefaults?(trainRows: number, numClasses: number, head: NonNullable<FitOptions['head']>): Partial<FitOptions>;
 }
 
 /** Side of the downsampled square: CIFAR's 32×32, where raw-pixel baselines are usually measured. */
@@ -67,25 +71,28 @@ export function rawPixelBaseline(size = RAW_PIXEL_SIZE): ScratchBaseline<Uint8Ar
  * Text from scratch: TF-IDF over word and character n-grams (the text task's own feature map),
  * with vocabulary and idf fitted on the training texts only.
  */
-export async function tfidfBaseline(): Promise<ScratchBaseline<string>> {
+export async function tfidfBaseline(settings: Partial<TfidfSettings> = {}): Promise<ScratchBaseline<string>> {
   const { TfidfBackbone, TfidfFeatureMap } = await import('../backbones/text-tfidf.js');
+  const { tfidfFitDefaults } = await import('../classifier/text-classifier.js');
   return {
     name: 'TF-IDF (scratch)',
     description: 'TF-IDF of word and character n-grams, vocabulary and idf from the training texts only; no pre-training',
     async build(train) {
       const texts = await Promise.all(train.map((item) => item.load().catch(() => undefined)));
-      return new TfidfBackbone(TfidfFeatureMap.fit(texts.filter((text): text is string => typeof text === 'string')));
+      return new TfidfBackbone(TfidfFeatureMap.fit(texts.filter((text): text is string => typeof text === 'string'), settings));
     },
+    // The text task's own TF-IDF head for the linear head; other heads take the rows unstandardised.
+    fitDefaults: (trainRows, numClasses, head) => (head === 'linear' ? tfidfFitDefaults(trainRows, numClasses) : { standardize: false }),
   };
 }
 
 /** The scratch baseline `compare` uses for a task (imported on use, as modality adapters are). */
-export async function scratchBaselineFor(modality: Modality): Promise<ScratchBaseline> {
+export async function scratchBaselineFor(modality: Modality, options: { tfidf?: Partial<TfidfSettings> } = {}): Promise<ScratchBaseline> {
   switch (modality) {
     case 'image':
       return rawPixelBaseline() as ScratchBaseline;
     case 'text':
-      return (await tfidfBaseline()) as ScratchBaseline;
+      return (await tfidfBaseline(options.tfidf)) as ScratchBaseline;
     case 'audio':
       return (await import('./scratch-audio.js')).logMelStatisticsBaseline() as ScratchBaseline;
     default:

@@ -4,6 +4,7 @@ import { messageOf } from '../util/errors.js';
 import { hashJson, sha256 } from '../util/hash.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import type { FeatureCache } from './cache.js';
+import { type FeatureMatrix, isSparse, type SparseRow, sparseRow, sparseRows } from './sparse.js';
 
 export interface ExtractableItem<Input> {
   source: string;
@@ -27,8 +28,8 @@ export interface ExtractOptions {
 }
 
 export interface ExtractedFeatures {
-  /** rows × dim, row-major. */
-  features: Float32Array;
+  /** rows × dim, row-major; sparse rows when the backbone's are. */
+  features: FeatureMatrix;
   dim: number;
   /** For each row, the index of the item it came from (items that failed have no rows). */
   itemOfRow: Int32Array;
@@ -44,7 +45,7 @@ interface Row<Prepared> {
   item: number;
   view: number;
   key: string;
-  vector?: Float32Array;
+  vector?: Float32Array | SparseRow;
   prepared?: Prepared;
 }
 
@@ -61,6 +62,8 @@ export async function extractFeatures<Input extends Uint8Array | string, Prepare
   const started = performance.now();
   const reporter = options.reporter ?? silentReporter;
   const dim = backbone.reference.featureDim;
+  // Sparse rows (TF-IDF) are cheaper to compute again than to store densely in the cache.
+  const cache = backbone.sparse ? undefined : options.cache;
   const viewsPerItem = 1 + (options.views?.count ?? 0);
   const viewTag = options.views ? hashJson({ seed: options.views.seed, settings: options.views.settings ?? null }).slice(0, 12) : '';
   const skipped: SkippedInput[] = [];
@@ -90,7 +93,7 @@ export async function extractFeatures<Input extends Uint8Array | string, Prepare
         const contentKey = sha256(input);
         for (let view = 0; view < viewsPerItem; view++) {
           const key = view === 0 ? contentKey : `${contentKey}-${viewTag}-${view}`;
-          const row: Row<Prepared> = { item, view, key, vector: await options.cache?.get(key) };
+          const row: Row<Prepared> = { item, view, key, vector: await cache?.get(key) };
           rows.push(row);
           if (row.vector) continue;
           const augmentation: AugmentationView | undefined =
@@ -113,10 +116,10 @@ export async function extractFeatures<Input extends Uint8Array | string, Prepare
       const batch = todo.slice(start, start + backbone.batchSize);
       const out = await backbone.forward(batch.map((row) => row.prepared!));
       batch.forEach((row, i) => {
-        row.vector = out.slice(i * dim, (i + 1) * dim);
+        row.vector = isSparse(out) ? sparseRow(out, i) : out.slice(i * dim, (i + 1) * dim);
         row.prepared = undefined;
       });
-      if (options.cache) await Promise.all(batch.map((row) => options.cache!.put(row.key, row.vector!)));
+      if (cache) await Promise.all(batch.map((row) => cache.put(row.key, row.vector as Float32Array)));
     }
     computed += todo.length;
     cacheHits += rows.length - todo.length;
@@ -135,14 +138,14 @@ export async function extractFeatures<Input extends Uint8Array | string, Prepare
   }
   await next;
 
-  const features = new Float32Array(done.length * dim);
   const itemOfRow = new Int32Array(done.length);
   const viewOfRow = new Int32Array(done.length);
   done.forEach((row, r) => {
-    features.set(row.vector!, r * dim);
     itemOfRow[r] = row.item;
     viewOfRow[r] = row.view;
   });
+  const features: FeatureMatrix = backbone.sparse ? sparseRows(done.map((row) => row.vector as SparseRow), dim) : new Float32Array(done.length * dim);
+  if (!isSparse(features)) done.forEach((row, r) => features.set(row.vector as Float32Array, r * dim));
   const seconds = (performance.now() - started) / 1000;
   task.done(
     `${done.length} vectors (${computed} computed, ${cacheHits} from cache${skipped.length ? `, ${skipped.length} skipped` : ''})`,

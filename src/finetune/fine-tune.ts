@@ -8,6 +8,7 @@
  * (forward, loss, gradients, AdamW) run by onnxruntime. BatchNorm statistics stay frozen unless
  * `batchNorm: 'update'` asks otherwise.
  */
+import { asDense } from '../features/sparse.js';
 import type { Backbone } from '../backbones/backbone.js';
 import type { ImageBackbone } from '../backbones/image-backbone.js';
 import { createSession, type ort } from '../backbones/onnx-session.js';
@@ -257,7 +258,7 @@ export async function fineTuneBackbone(
     const rowsOf = async (items: LabelledItem<Uint8Array>[], label: string, withViews?: AugmentedViews): Promise<ExampleRows> => {
       const cache = prefix.isIdentity || settings.cache === false ? undefined : FeatureCache.forBackbone(settings.cacheDir, prefix);
       const extracted = await extractFeatures(prefix, items, { cache, reporter, label, views: withViews });
-      return { data: extracted.features, labels: Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label), itemOfRow: extracted.itemOfRow, viewOfRow: extracted.viewOfRow };
+      return { data: asDense(extracted.features), labels: Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label), itemOfRow: extracted.itemOfRow, viewOfRow: extracted.viewOfRow };
     };
     const train = await rowsOf(dataset.train, 'activations at the cut (train)', views);
     const validation = await rowsOf(dataset.validation, 'activations at the cut (validation)');

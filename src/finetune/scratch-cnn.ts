@@ -4,6 +4,7 @@
  * comparison. Four stages of 3×3 convolution + ReLU + 2×2 max-pooling, global average pooling and
  * a linear classifier; He-initialised from the seed.
  */
+import { asDense } from '../features/sparse.js';
 import { availableParallelism } from 'node:os';
 import type { Backbone } from '../backbones/backbone.js';
 import type { ImagePreprocessing } from '../backbones/image-preprocessing.js';
@@ -162,7 +163,7 @@ function resolve(options: ScratchCnnOptions): ResolvedScratchOptions {
 async function pixelRows(items: LabelledItem<Uint8Array>[], preprocessing: ImagePreprocessing, views: number, o: ResolvedScratchOptions, reporter: Reporter, label: string): Promise<ExampleRows & { skipped: { source: string; reason: string }[] }> {
   const extracted = await extractFeatures(pixelSource(preprocessing), items, { reporter, label, views: views > 0 ? { count: views, seed: o.seed, settings: o.augmentation } : undefined });
   return {
-    data: extracted.features,
+    data: asDense(extracted.features),
     labels: Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label),
     itemOfRow: extracted.itemOfRow,
     viewOfRow: extracted.viewOfRow,

@@ -1,15 +1,11 @@
-import { dataError, modelError } from '../util/errors.js';
+import { type FeatureMatrix, rowCountOf } from '../features/sparse.js';
+import { modelError } from '../util/errors.js';
 import type { Head, HeadState, HeadType, NamedTensor } from './head.js';
 import { contiguousRows } from './kernels.js';
 import { type Standardizer, writeRow } from './standardizer.js';
 
-/** Number of `dim`-wide rows in a flat feature array. */
-export function rowCount(features: Float32Array, dim: number): number {
-  if (features.length % dim !== 0) {
-    throw dataError(`feature array of length ${features.length} is not a whole number of ${dim}-dimensional rows`);
-  }
-  return features.length / dim;
-}
+/** Number of `dim`-wide rows in a feature matrix. */
+export const rowCount = rowCountOf;
 
 /** Row-wise softmax of an n×k matrix, in float64 (max-shifted, so large logits cannot overflow). */
 export function softmaxRowsInPlace(matrix: Float64Array, k: number): Float64Array {
@@ -74,7 +70,7 @@ export abstract class BaseHead implements Head {
   abstract state(): HeadState;
 
   /** n×numClasses float64 scores of raw feature rows. */
-  scores(features: Float32Array): Float64Array {
+  scores(features: FeatureMatrix): Float64Array {
     const { dim, numClasses } = this;
     const n = rowCount(features, dim);
     const out = new Float64Array(n * numClasses);
@@ -105,15 +101,15 @@ export abstract class BaseHead implements Head {
     return out;
   }
 
-  logits(features: Float32Array): Float32Array {
+  logits(features: FeatureMatrix): Float32Array {
     return Float32Array.from(this.scores(features));
   }
 
-  predictProba(features: Float32Array): Float32Array {
+  predictProba(features: FeatureMatrix): Float32Array {
     return Float32Array.from(softmaxRowsInPlace(this.scores(features), this.numClasses));
   }
 
-  predict(features: Float32Array): Int32Array {
+  predict(features: FeatureMatrix): Int32Array {
     return argmaxRows(this.scores(features), this.numClasses);
   }
 }

@@ -1,3 +1,4 @@
+import type { FeatureMatrix } from '../features/sparse.js';
 import { modelError } from '../util/errors.js';
 import { CentroidHead } from './centroid.js';
 import { KnnHead } from './knn.js';
@@ -14,8 +15,8 @@ export type HeadType = 'linear' | 'mlp' | 'knn' | 'centroid';
 export const HEAD_TYPES: readonly HeadType[] = ['linear', 'mlp', 'knn', 'centroid'];
 
 export interface FeatureSet {
-  /** n×dim, row-major. */
-  features: Float32Array;
+  /** n×dim, row-major, or n sparse rows (TF-IDF). */
+  features: FeatureMatrix;
   /** n labels in 0..numClasses-1. */
   labels: Int32Array;
   dim: number;
@@ -48,11 +49,11 @@ export interface Head {
    * - knn: log of the (slightly smoothed) distance-weighted vote shares;
    * - centroid: cosine similarity to each class centroid times a fixed scale.
    */
-  logits(features: Float32Array): Float32Array;
+  logits(features: FeatureMatrix): Float32Array;
   /** n×numClasses, each row sums to 1. */
-  predictProba(features: Float32Array): Float32Array;
+  predictProba(features: FeatureMatrix): Float32Array;
   /** n predicted classes (highest score; ties go to the lower class index). */
-  predict(features: Float32Array): Int32Array;
+  predict(features: FeatureMatrix): Int32Array;
   state(): HeadState;
 }
 

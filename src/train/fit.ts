@@ -1,4 +1,5 @@
 import { accuracy, logLoss } from '../evaluate/metrics.js';
+import { isSparse, sparseProblem } from '../features/sparse.js';
 import { ACTIVATIONS, type Activation } from '../heads/activation.js';
 import { CentroidHead } from '../heads/centroid.js';
 import { type BaseHead, softmaxRowsInPlace } from '../heads/common.js';
@@ -179,6 +180,9 @@ function applicableKeys(head: HeadType, optimizer: 'adamw' | 'lbfgs'): OptionKey
   }
 }
 
+/** Dense values (float64) a head other than the sparse linear one may make of sparse rows: 1 GiB. */
+export const DENSE_FALLBACK_VALUES = 2 ** 27;
+
 /**
  * Trains a head on `train`; with `validation`, tracks the validation loss every epoch, stops after
  * `patience` epochs without improvement and returns the best epoch's head.
@@ -205,6 +209,16 @@ export function fitHead(
     if (validation.labels.length === 0) throw dataError('the validation set is empty');
   }
   const resolved = resolveOptions(train, options, reporter);
+  if (isSparse(train.features) && (resolved.head !== 'linear' || resolved.standardize)) {
+    // Only the unstandardised linear head reads non-zeros alone; the rest see dense rows.
+    const values = train.labels.length * train.dim;
+    if (values > DENSE_FALLBACK_VALUES) {
+      throw usageError(
+        `a ${resolved.standardize ? 'standardised ' : ''}${resolved.head} head needs the ${train.labels.length}×${train.dim} sparse training rows as dense ones ` +
+          `(${values.toExponential(1)} values, the limit is ${DENSE_FALLBACK_VALUES.toExponential(1)}): train the linear head without standardisation, or cap the terms (--max-terms)`,
+      );
+    }
+  }
   const standardizer = resolved.standardize
     ? Standardizer.fit(train.features, train.labels.length, train.dim)
     : null;
@@ -406,8 +420,9 @@ interface PreparedValidation {
 
 function prepareValidation(validation: FeatureSet, standardizer: Standardizer | null): PreparedValidation {
   const n = validation.labels.length;
+  // Sparse rows stay sparse: the linear head scores their non-zeros, other heads densify per chunk.
   const matrix =
-    n * validation.dim <= PREPARED_VALUES_LIMIT ? standardizeAll(standardizer, validation.features, n, validation.dim) : null;
+    !isSparse(validation.features) && n * validation.dim <= PREPARED_VALUES_LIMIT ? standardizeAll(standardizer, validation.features, n, validation.dim) : null;
   return { set: validation, matrix };
 }
 
@@ -431,7 +446,13 @@ export function checkFeatureSet(set: FeatureSet, name: string): void {
   if (!Number.isInteger(numClasses) || numClasses < 2) {
     throw usageError(`${name} set: need at least 2 classes, got ${numClasses}`);
   }
-  if (features.length !== labels.length * dim) {
+  if (isSparse(features)) {
+    if (features.rows !== labels.length || features.dim !== dim) {
+      throw dataError(`${name} set: ${labels.length} labels of dim ${dim} need as many sparse rows, got ${features.rows} rows of dim ${features.dim}`);
+    }
+    const problem = sparseProblem(features);
+    if (problem) throw dataError(`${name} set: ${problem}`);
+  } else if (features.length !== labels.length * dim) {
     throw dataError(
       `${name} set: ${labels.length} labels need ${labels.length}×${dim} = ${labels.length * dim} feature values, got ${features.length}`,
     );
@@ -441,6 +462,7 @@ export function checkFeatureSet(set: FeatureSet, name: string): void {
       throw dataError(`${name} set: label ${labels[i]} of row ${i} is not a class index below ${numClasses}`);
     }
   }
+  if (isSparse(features)) return;
   for (let i = 0; i < features.length; i++) {
     if (!Number.isFinite(features[i])) {
       throw dataError(`${name} set: row ${Math.floor(i / dim)} has a non-finite feature (${features[i]}) at dimension ${i % dim}`);

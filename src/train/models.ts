@@ -1,8 +1,9 @@
 import { type Activation, activate, activationDerivative } from '../heads/activation.js';
 import { accumulateTransposedProduct, contiguousRows, multiplyTransposed } from '../heads/kernels.js';
-import { LinearHead } from '../heads/linear.js';
+import { LinearHead, sparseLogits } from '../heads/linear.js';
 import { MlpHead } from '../heads/mlp.js';
 import type { Standardizer } from '../heads/standardizer.js';
+import type { SparseRows } from '../features/sparse.js';
 import type { Rng } from '../util/rng.js';
 import { type BatchStats, type TrainableModel, crossEntropyBatch } from './objective.js';
 
@@ -65,6 +66,52 @@ export class LinearModel implements TrainableModel {
     addBias(logits, count, k, params, biasStart);
     crossEntropyBatch(logits, dLogits, count, k, labels, weights, normaliser, this.labelSmoothing, stats);
     accumulateTransposedProduct(dLogits, count, k, a, aRows, dim, grad, 0);
+    accumulateColumnSums(dLogits, count, k, grad, biasStart);
+  }
+
+  /** The same on sparse rows: logits from the non-zeros, and ∇W scattered onto their columns only. */
+  accumulateSparse(
+    params: Float64Array,
+    x: SparseRows,
+    rows: Int32Array,
+    labels: Int32Array,
+    weights: Float64Array,
+    count: number,
+    normaliser: number,
+    grad: Float64Array,
+    stats: BatchStats,
+  ): void {
+    const { dim, numClasses: k, decayEnd: biasStart } = this;
+    if (this.logits.length < count * k) {
+      this.logits = new Float64Array(count * k);
+      this.dLogits = new Float64Array(count * k);
+    }
+    const { logits, dLogits } = this;
+    sparseLogits(x, params, params.subarray(biasStart), dim, k, rows, count, logits);
+    crossEntropyBatch(logits, dLogits, count, k, labels, weights, normaliser, this.labelSmoothing, stats);
+    const { indptr, indices, values } = x;
+    for (let i = 0; i < count; i++) {
+      const r = rows[i];
+      const end = indptr[r + 1];
+      if (k === 2) {
+        const d0 = dLogits[2 * i];
+        const d1 = dLogits[2 * i + 1];
+        if (d0 === 0 && d1 === 0) continue;
+        for (let e = indptr[r]; e < end; e++) {
+          const j = indices[e];
+          const v = values[e];
+          grad[j] += d0 * v;
+          grad[dim + j] += d1 * v;
+        }
+        continue;
+      }
+      for (let c = 0; c < k; c++) {
+        const delta = dLogits[i * k + c];
+        if (delta === 0) continue;
+        const g0 = c * dim;
+        for (let e = indptr[r]; e < end; e++) grad[g0 + indices[e]] += delta * values[e];
+      }
+    }
     accumulateColumnSums(dLogits, count, k, grad, biasStart);
   }
 

@@ -2,6 +2,7 @@ import type { BaseHead } from '../heads/common.js';
 import type { FeatureSet } from '../heads/head.js';
 import { contiguousRows } from '../heads/kernels.js';
 import { type Standardizer, standardizeAll, writeRow } from '../heads/standardizer.js';
+import { isSparse, type SparseRows } from '../features/sparse.js';
 import type { Rng } from '../util/rng.js';
 
 /**
@@ -46,6 +47,21 @@ export interface TrainableModel {
     normaliser: number,
     grad: Float64Array,
     dropoutRng: Rng | null,
+    stats: BatchStats,
+  ): void;
+  /**
+   * `accumulate` for unstandardised sparse rows (rows[i] of `x` for i < count), reading only their
+   * non-zeros; models without it see the rows densified chunk by chunk.
+   */
+  accumulateSparse?(
+    params: Float64Array,
+    x: SparseRows,
+    rows: Int32Array,
+    labels: Int32Array,
+    weights: Float64Array,
+    count: number,
+    normaliser: number,
+    grad: Float64Array,
     stats: BatchStats,
   ): void;
   /** A frozen float32 head holding these parameters. */
@@ -147,8 +163,10 @@ export class TrainingRows {
   readonly numClasses: number;
   /** Weight of each row (its class weight). */
   readonly rowWeights: Float64Array;
-  /** All rows standardised (n×dim), or null when too large to keep. */
+  /** All rows standardised (n×dim), or null when too large to keep (or sparse). */
   readonly matrix: Float64Array | null;
+  /** The rows themselves when they are sparse and unstandardised: models read their non-zeros. */
+  readonly sparse: SparseRows | null;
 
   constructor(
     readonly set: FeatureSet,
@@ -161,8 +179,9 @@ export class TrainingRows {
     this.numClasses = set.numClasses;
     this.rowWeights = new Float64Array(this.n);
     for (let i = 0; i < this.n; i++) this.rowWeights[i] = classWeights[set.labels[i]];
+    this.sparse = isSparse(set.features) && standardizer === null ? set.features : null;
     this.matrix =
-      this.n * this.dim <= preparedValuesLimit ? standardizeAll(standardizer, set.features, this.n, this.dim) : null;
+      this.sparse === null && this.n * this.dim <= preparedValuesLimit ? standardizeAll(standardizer, set.features, this.n, this.dim) : null;
   }
 }
 
@@ -172,8 +191,10 @@ const CHUNK_ROWS = 256;
 /** Evaluates L and ∇L of a model over any subset of training rows, chunk by chunk. */
 export class Objective {
   private readonly capacity: number;
-  private readonly batch: Float64Array;
+  /** Densified rows of the chunk; allocated on first use (a sparse pass never needs it). */
+  private batch: Float64Array | undefined;
   private readonly batchRows: Int32Array;
+  private readonly sparse: boolean;
   private readonly batchLabels: Int32Array;
   private readonly batchWeights: Float64Array;
   readonly stats: BatchStats = { weightedLoss: 0, correct: 0 };
@@ -186,8 +207,8 @@ export class Objective {
     maxRows: number,
   ) {
     this.capacity = Math.max(1, Math.min(maxRows, CHUNK_ROWS));
-    this.batch = new Float64Array(rows.matrix ? 0 : this.capacity * rows.dim);
-    this.batchRows = rows.matrix ? new Int32Array(this.capacity) : contiguousRows(this.capacity, rows.dim);
+    this.sparse = rows.sparse !== null && model.accumulateSparse !== undefined;
+    this.batchRows = rows.matrix || this.sparse ? new Int32Array(this.capacity) : contiguousRows(this.capacity, rows.dim);
     this.batchLabels = new Int32Array(this.capacity);
     this.batchWeights = new Float64Array(this.capacity);
   }
@@ -215,16 +236,22 @@ export class Objective {
     const safeNormaliser = normaliser > 0 ? normaliser : 1;
     for (let chunkStart = start; chunkStart < start + count; chunkStart += this.capacity) {
       const chunkCount = Math.min(this.capacity, start + count - chunkStart);
+      const dense = matrix || this.sparse ? undefined : (this.batch ??= new Float64Array(this.capacity * dim));
       for (let i = 0; i < chunkCount; i++) {
         const row = indices[chunkStart + i];
         if (matrix) this.batchRows[i] = row * dim;
-        else writeRow(rows.standardizer, rows.set.features, row, dim, this.batch, i * dim);
+        else if (this.sparse) this.batchRows[i] = row;
+        else writeRow(rows.standardizer, rows.set.features, row, dim, dense!, i * dim);
         this.batchLabels[i] = rows.set.labels[row];
         this.batchWeights[i] = rows.rowWeights[row];
       }
+      if (this.sparse) {
+        model.accumulateSparse!(params, rows.sparse!, this.batchRows, this.batchLabels, this.batchWeights, chunkCount, safeNormaliser, grad, stats);
+        continue;
+      }
       model.accumulate(
         params,
-        matrix ?? this.batch,
+        matrix ?? dense!,
         this.batchRows,
         this.batchLabels,
         this.batchWeights,

@@ -13,12 +13,10 @@ export interface TfidfSettings {
   /** Keep the terms in at least this many training texts. */
   minDf: number;
   /**
-   * Keep at most this many terms, the most frequent by document count. Features are dense here
-   * (the heads take dense rows), so the head's time grows with it: 5,000 trains the SMS spam
-   * baseline in seconds where 20,000 took a minute, for 0.958 vs 0.954 spam F1 (measured). `fit`
-   * also caps it by TFIDF_FEATURE_BUDGET.
+   * Keep at most this many terms, the most frequent by document count; null keeps every term the
+   * training texts have (rows are sparse, so the head's time grows with the non-zeros, not with this).
    */
-  maxFeatures: number;
+  maxFeatures: number | null;
   /** tf = 1 + ln(count) instead of the count. */
   sublinearTf: boolean;
 }
@@ -38,44 +36,66 @@ export function isTfidfState(state: unknown): state is TfidfState {
   return s?.kind === 'tfidf' && Array.isArray(s.terms) && Array.isArray(s.idf) && s.terms.length === s.idf.length && typeof s.settings === 'object' && s.settings !== null;
 }
 
-/** A fitted TF-IDF state, indexed: text → dense row. */
+/** One text's TF-IDF row as its non-zeros: term indices (increasing) and values. */
+export interface TfidfRow {
+  indices: Int32Array;
+  values: Float32Array;
+}
+
+/** A fitted TF-IDF state, indexed: text → row (sparse, or dense). */
 export class TfidfVectorizer {
   private readonly index: Map<string, number>;
-  /** Where the character features start: word and character blocks are normalised separately. */
-  private readonly charStart: number;
+  /** 1 for a character n-gram: word and character blocks are normalised separately. */
+  private readonly isChar: Uint8Array;
 
   constructor(readonly state: TfidfState) {
     if (!isTfidfState(state)) throw new Error('not a fitted TF-IDF state (kind "tfidf" with as many terms as idf values)');
     this.index = new Map(state.terms.map((t, i) => [t, i]));
-    const firstChar = state.terms.findIndex((t) => t.startsWith('c:'));
-    this.charStart = firstChar < 0 ? state.terms.length : firstChar;
+    // By prefix, not position: sorted by name, `c:` terms come before `w:` ones.
+    this.isChar = Uint8Array.from(state.terms, (t) => (t.startsWith('c:') ? 1 : 0));
   }
 
   get dim(): number {
     return this.state.terms.length;
   }
 
-  /** One text's TF-IDF row; the word block and the character block each have unit length. */
-  transform(text: string): Float32Array {
-    const out = new Float32Array(this.dim);
+  /**
+   * One text's TF-IDF row as its non-zeros; the word block and the character block each have unit
+   * length (as two scikit-learn vectorizers in a FeatureUnion). Norms are summed in float64 from the
+   * float32 tf·idf values, then each value is scaled once.
+   */
+  transformSparse(text: string): TfidfRow {
     const counts = new Map<number, number>();
     for (const term of termsOf(text, this.state.settings)) {
       const at = this.index.get(term);
       if (at !== undefined) counts.set(at, (counts.get(at) ?? 0) + 1);
     }
-    for (const [at, count] of counts) out[at] = (this.state.settings.sublinearTf ? 1 + Math.log(count) : count) * this.state.idf[at]!;
-    normalizeBlock(out, 0, this.charStart);
-    normalizeBlock(out, this.charStart, this.dim);
+    const indices = Int32Array.from(counts.keys()).sort();
+    const values = new Float32Array(indices.length);
+    const { sublinearTf } = this.state.settings;
+    const { isChar } = this;
+    let wordSquares = 0;
+    let charSquares = 0;
+    for (let e = 0; e < indices.length; e++) {
+      const at = indices[e]!;
+      const count = counts.get(at)!;
+      values[e] = (sublinearTf ? 1 + Math.log(count) : count) * this.state.idf[at]!;
+      if (isChar[at]) charSquares += values[e]! ** 2;
+      else wordSquares += values[e]! ** 2;
+    }
+    const wordScale = wordSquares > 0 ? 1 / Math.sqrt(wordSquares) : 0;
+    const charScale = charSquares > 0 ? 1 / Math.sqrt(charSquares) : 0;
+    for (let e = 0; e < indices.length; e++) values[e]! *= isChar[indices[e]!] ? charScale : wordScale;
+    return { indices, values };
+  }
+
+  /** The same row dense: `dim` values, zeros where the text lacks a term. */
+  transform(text: string): Float32Array {
+    const out = new Float32Array(this.dim);
+    const { indices, values } = this.transformSparse(text);
+    for (let e = 0; e < indices.length; e++) out[indices[e]!] = values[e]!;
     return out;
   }
-}
-
-function normalizeBlock(row: Float32Array, start: number, end: number): void {
-  let squares = 0;
-  for (let i = start; i < end; i++) squares += row[i]! ** 2;
-  if (squares === 0) return;
-  const scale = 1 / Math.sqrt(squares);
-  for (let i = start; i < end; i++) row[i]! *= scale;
 }
 
 /** The n-gram terms of a text, with repeats (their count is the term frequency). */
