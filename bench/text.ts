@@ -2,7 +2,8 @@
  * The text section of `npm run bench`: sentences/s of the encoders, and the issue's targets with the
  * TF-IDF baseline beside them. Prints only; nothing is asserted.
  */
-import { mkdtemp } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,8 +11,9 @@ import type { Backbone } from '../src/backbones/backbone.js';
 import { openTextBackbone } from '../src/backbones/text-resolve.js';
 import { TransformerTextBackbone } from '../src/backbones/text-transformer.js';
 import { formatFewShot, runFewShot } from '../src/classifier/few-shot-run.js';
-import { TextClassifier, type BaselineReport } from '../src/classifier/text-classifier.js';
-import { readTextRecords, type TextDatasetOptions } from '../src/data/text-dataset.js';
+import { TextClassifier, trainTfidfBaseline, type BaselineReport } from '../src/classifier/text-classifier.js';
+import { readTextDataset, readTextRecords, type TextDatasetOptions } from '../src/data/text-dataset.js';
+import type { LabelledItem } from '../src/data/dataset.js';
 import type { ClassificationMetrics } from '../src/evaluate/metrics.js';
 import { extractFeatures } from '../src/features/extract.js';
 
@@ -49,6 +51,46 @@ const SETS: { name: string; data: string; options: TextDatasetOptions; score: (m
     target: 0.9,
   },
 ];
+
+const PYTHON = process.env.HEADSTART_PYTHON ?? '/work/pyenv/bin/python';
+
+/** Writes items as {"text", "label"} lines for bench/sklearn_tfidf.py. */
+async function writeSplit(items: LabelledItem<string>[], classes: string[], file: string): Promise<void> {
+  const lines = await Promise.all(items.map(async (item) => JSON.stringify({ text: await item.load(), label: classes[item.label] })));
+  await writeFile(file, lines.join('\n') + '\n');
+}
+
+/**
+ * The TF-IDF baseline (every term, sparse rows, L-BFGS linear head) against scikit-learn's
+ * TfidfVectorizer + LogisticRegression on the very same training and test texts, both run now.
+ */
+export async function tfidfBench(cacheDir: string): Promise<void> {
+  section('TF-IDF baseline vs scikit-learn (word 1–2 + char 2–4-grams, sublinear tf, uncapped; LogisticRegression C=1), same training and test texts, same run');
+  for (const set of SETS.filter((s) => s.name !== 'AG News')) {
+    const dataset = await readTextDataset(set.data, { ...set.options, seed: 0 });
+    const cpu0 = process.cpuUsage();
+    const baseline = await trainTfidfBaseline(dataset, { seed: 0, cacheDir });
+    const cpu = process.cpuUsage(cpu0);
+    const ours = set.score(baseline.metrics.test!);
+    const train = join(cacheDir, 'sklearn-train.jsonl');
+    const test = join(cacheDir, 'sklearn-test.jsonl');
+    await writeSplit(dataset.train, dataset.classes, train);
+    await writeSplit(dataset.test!, dataset.classes, test);
+    let reference: { terms: number; accuracy: number; f1: Record<string, number>; seconds: number } | undefined;
+    try {
+      reference = JSON.parse(execFileSync(PYTHON, [fileURLToPath(new URL('sklearn_tfidf.py', import.meta.url)), train, test], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }));
+    } catch (error) {
+      line(`${set.name}: scikit-learn`, 'n/a', `(${PYTHON} failed: ${(error as Error).message.split('\n')[0]})`);
+    }
+    const theirs = reference && (set.metric === 'accuracy' ? reference.accuracy : reference.f1['spam']!);
+    line(`${set.name}: headstart TF-IDF ${set.metric}`, ours.toFixed(4), `${baseline.featureOutput}; ${baseline.seconds.toFixed(1)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(1)} s CPU (fit map + features + head + metrics)`);
+    if (reference && theirs !== undefined) {
+      line(`${set.name}: scikit-learn ${set.metric}`, theirs.toFixed(4), `${reference.terms} terms, ${reference.seconds.toFixed(1)} s; headstart − scikit-learn = ${((ours - theirs) * 100).toFixed(1)} points (target ≥ −0.5)`);
+    }
+    const capped = await trainTfidfBaseline(dataset, { seed: 0, cacheDir, tfidf: { maxFeatures: 5000 } });
+    line(`${set.name}: headstart TF-IDF, --max-terms 5000`, set.score(capped.metrics.test!).toFixed(4), `${capped.seconds.toFixed(1)} s`);
+  }
+}
 
 export async function textBench(): Promise<void> {
   const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-bench-text-'));
@@ -90,9 +132,15 @@ export async function textBench(): Promise<void> {
     await fixture.dispose();
   }
 
+  await tfidfBench(cacheDir);
+
   section('Few-shot protocol on SST-2 (8 texts per class × 5 seeds, scored on the 872 test sentences)');
   const report = await runFewShot({ task: 'text', data: join(TEXT, 'sst2'), shots: 8, seeds: 5, cacheDir, cache: false, baseline: true });
   console.log(formatFewShot(report, 'texts'));
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) await textBench();
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  // `npx tsx bench/text.ts tfidf` runs the TF-IDF section alone.
+  if (process.argv[2] === 'tfidf') await tfidfBench(await mkdtemp(join(tmpdir(), 'headstart-bench-tfidf-')));
+  else await textBench();
+}

@@ -100,7 +100,8 @@ export class TfidfVectorizer {
 
 /** The n-gram terms of a text, with repeats (their count is the term frequency). */
 export function termsOf(text: string, settings: Pick<TfidfSettings, 'wordNgrams' | 'charNgrams'>): string[] {
-  const lower = text.normalize('NFKC').toLowerCase();
+  // Lower-cased only, as scikit-learn's vectorizers (no Unicode normalisation: … stays one character).
+  const lower = text.toLowerCase();
   const terms: string[] = [];
   if (settings.wordNgrams) {
     const words = lower.match(/[\p{L}\p{N}_]{2,}/gu) ?? [];
