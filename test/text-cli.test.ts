@@ -38,6 +38,20 @@ describe('headstart CLI on text', () => {
     expect(manifest.training.baseline.metrics.validation.n).toBe(6);
   });
 
+  it('train --backbone tfidf keeps every term unless --max-terms caps them', async () => {
+    const terms = async (flags: string[], out: string) => {
+      const result = await runCli(['train', data, '--backbone', 'tfidf', '--out', out, '--cache-dir', cacheDir, '--val-fraction', '0.3', '--no-report', '--quiet', ...flags]);
+      expect(result.code, result.stderr).toBe(0);
+      return JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')).backbone.preprocessing.terms.length as number;
+    };
+    const all = await terms([], join(work, 'tfidf-all'));
+    expect(all).toBeGreaterThan(500);
+    expect(await terms(['--max-terms', '120'], join(work, 'tfidf-120'))).toBe(120);
+    const refused = await runCli(['train', data, '--backbone', 'tfidf', '--max-terms', '0', '--out', join(work, 'tfidf-0'), '--quiet']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/--max-terms/);
+  });
+
   it('predict takes texts as arguments and from a file of lines; eval re-reads a labelled CSV', async () => {
     const lines = join(work, 'lines.txt');
     await writeFile(lines, 'a great and wonderful film\n\nboring, awful and bad\n');
