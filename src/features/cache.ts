@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import { hashJson } from '../util/hash.js';
 import type { Backbone } from '../backbones/backbone.js';
+import type { FeatureStore } from './extract.js';
 
 /** `--cache-dir`, else `$HEADSTART_CACHE`, else `$XDG_CACHE_HOME/headstart`, else `~/.cache/headstart`. */
 export function defaultCacheDir(): string {
@@ -17,7 +18,7 @@ export function defaultCacheDir(): string {
  * preprocessing. Keyed by content, not path, so renamed or copied files still hit; written
  * atomically, and a file of the wrong size is treated as a miss, so a crash cannot poison it.
  */
-export class FeatureCache {
+export class FeatureCache implements FeatureStore {
   readonly dir: string;
 
   constructor(
@@ -30,9 +31,13 @@ export class FeatureCache {
 
   /** The cache for one backbone as configured: its graph hash, feature output and preprocessing. */
   static forBackbone(cacheDir: string, backbone: Backbone<unknown, unknown>): FeatureCache {
-    const { sha256, featureOutput, featureDim } = backbone.reference;
-    const namespace = hashJson({ sha256, featureOutput, preprocessing: backbone.preprocessing }).slice(0, 32);
-    return new FeatureCache(cacheDir, namespace, featureDim);
+    return new FeatureCache(cacheDir, FeatureCache.namespaceOf(backbone), backbone.reference.featureDim);
+  }
+
+  /** What makes two backbones' features interchangeable: graph hash, feature output and preprocessing. */
+  static namespaceOf(backbone: Backbone<unknown, unknown>): string {
+    const { sha256, featureOutput } = backbone.reference;
+    return hashJson({ sha256, featureOutput, preprocessing: backbone.preprocessing }).slice(0, 32);
   }
 
   private path(key: string): string {

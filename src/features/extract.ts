@@ -1,10 +1,27 @@
 import type { Backbone, AugmentationView } from '../backbones/backbone.js';
 import type { SkippedInput } from '../data/dataset.js';
-import { messageOf } from '../util/errors.js';
+import { messageOf, usageError } from '../util/errors.js';
 import { hashJson, sha256 } from '../util/hash.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
-import type { FeatureCache } from './cache.js';
 import { type FeatureMatrix, isSparse, type SparseRow, sparseRow, sparseRows } from './sparse.js';
+
+/** Where extraction looks vectors up and puts them: the on-disk FeatureCache, or a queue worker's collector. */
+export interface FeatureStore {
+  get(key: string): Promise<Float32Array | undefined>;
+  put(key: string, vector: Float32Array): Promise<void>;
+}
+
+/**
+ * Computes elsewhere (a job queue's workers) the vectors `cache` lacks and puts them there, before
+ * extraction proper reads them back: so the result is the one in-process extraction gives.
+ */
+export interface RemoteExtraction {
+  fill<Input extends Uint8Array | string, Prepared>(
+    backbone: Backbone<Input, Prepared>,
+    items: ExtractableItem<Input>[],
+    request: { cache: FeatureStore; views?: AugmentedViews; label: string; reporter: Reporter },
+  ): Promise<{ vectors: number }>;
+}
 
 export interface ExtractableItem<Input> {
   source: string;
@@ -20,7 +37,9 @@ export interface AugmentedViews {
 }
 
 export interface ExtractOptions {
-  cache?: FeatureCache;
+  cache?: FeatureStore;
+  /** Have a job queue compute what the cache lacks first (requires `cache`). */
+  remote?: RemoteExtraction;
   reporter?: Reporter;
   /** Label for the progress bar. */
   label?: string;
@@ -37,7 +56,9 @@ export interface ExtractedFeatures {
   viewOfRow: Int32Array;
   skipped: SkippedInput[];
   cacheHits: number;
+  /** Vectors computed by this call, in this process or (`computedRemotely` of them) by queue workers. */
   computed: number;
+  computedRemotely: number;
   seconds: number;
 }
 
@@ -61,11 +82,15 @@ export async function extractFeatures<Input extends Uint8Array | string, Prepare
 ): Promise<ExtractedFeatures> {
   const started = performance.now();
   const reporter = options.reporter ?? silentReporter;
+  let computedRemotely = 0;
+  if (options.remote) {
+    if (!options.cache) throw usageError('a job queue delivers features through the feature cache, which is turned off');
+    ({ vectors: computedRemotely } = await options.remote.fill(backbone, items, { cache: options.cache, views: options.views, label: options.label ?? 'features', reporter }));
+  }
   const dim = backbone.reference.featureDim;
   // Sparse rows (TF-IDF) are cheaper to compute again than to store densely in the cache.
   const cache = backbone.sparse ? undefined : options.cache;
   const viewsPerItem = 1 + (options.views?.count ?? 0);
-  const viewTag = options.views ? hashJson({ seed: options.views.seed, settings: options.views.settings ?? null }).slice(0, 12) : '';
   const skipped: SkippedInput[] = [];
   const failed = new Set<number>();
   const task = reporter.task(options.label ?? 'features', items.length * viewsPerItem, viewsPerItem > 1 ? 'views' : 'inputs');
@@ -91,8 +116,9 @@ export async function extractFeatures<Input extends Uint8Array | string, Prepare
           return;
         }
         const contentKey = sha256(input);
+        const keys = viewKeys(contentKey, options.views);
         for (let view = 0; view < viewsPerItem; view++) {
-          const key = view === 0 ? contentKey : `${contentKey}-${viewTag}-${view}`;
+          const key = keys[view]!;
           const row: Row<Prepared> = { item, view, key, vector: await cache?.get(key) };
           rows.push(row);
           if (row.vector) continue;
@@ -147,10 +173,20 @@ export async function extractFeatures<Input extends Uint8Array | string, Prepare
   const features: FeatureMatrix = backbone.sparse ? sparseRows(done.map((row) => row.vector as SparseRow), dim) : new Float32Array(done.length * dim);
   if (!isSparse(features)) done.forEach((row, r) => features.set(row.vector as Float32Array, r * dim));
   const seconds = (performance.now() - started) / 1000;
+  // What the queue put into the cache was computed for this call, not found there.
+  const remote = Math.min(computedRemotely, cacheHits);
+  computed += remote;
+  cacheHits -= remote;
   task.done(
-    `${done.length} vectors (${computed} computed, ${cacheHits} from cache${skipped.length ? `, ${skipped.length} skipped` : ''})`,
+    `${done.length} vectors (${computed} computed${remote ? `, ${remote} of them by queue workers` : ''}, ${cacheHits} from cache${skipped.length ? `, ${skipped.length} skipped` : ''})`,
   );
-  return { features, dim, itemOfRow, viewOfRow, skipped, cacheHits, computed, seconds };
+  return { features, dim, itemOfRow, viewOfRow, skipped, cacheHits, computed, computedRemotely: remote, seconds };
+}
+
+/** The cache key of each view of an input (the plain one first), given its content hash. */
+export function viewKeys(contentKey: string, views?: AugmentedViews): string[] {
+  const tag = views ? hashJson({ seed: views.seed, settings: views.settings ?? null }).slice(0, 12) : '';
+  return Array.from({ length: 1 + (views?.count ?? 0) }, (_, view) => (view === 0 ? contentKey : `${contentKey}-${tag}-${view}`));
 }
 
 function range(first: number, last: number): number[] {
