@@ -4,7 +4,7 @@ import type { Dataset, LabelledItem, SkippedInput } from '../data/dataset.js';
 import { fitTemperature, probabilitiesWithTemperature } from '../evaluate/calibration.js';
 import { evaluatePredictions, type DetailedMetrics } from '../evaluate/metrics.js';
 import { defaultCacheDir, FeatureCache } from '../features/cache.js';
-import { extractFeatures, type AugmentedViews } from '../features/extract.js';
+import { extractFeatures, type AugmentedViews, type RemoteExtraction } from '../features/extract.js';
 import { concatRows, type FeatureMatrix } from '../features/sparse.js';
 import { headFromState, type FeatureSet, type Head } from '../heads/head.js';
 import { fitHead, type FitOptions, type FitResult } from '../train/fit.js';
@@ -12,7 +12,8 @@ import { loadModelFolder, saveModelFolder, type ManifestWithoutHead, type ModelM
 import type { FineTuneOptions } from '../finetune/fine-tune.js';
 import type { Explanation, ExplainOptions } from '../explain/explain.js';
 import { predictionRecords, writePredictions, type StoredPredictions } from '../report/predictions.js';
-import { dataError, messageOf, modelError } from '../util/errors.js';
+import type { QueueOptions } from '../queue/coordinator.js';
+import { dataError, messageOf, modelError, usageError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { VERSION } from '../version.js';
 import { modalityAdapter } from './modalities.js';
@@ -49,6 +50,11 @@ export interface TrainOptions<Input extends Uint8Array | string = Uint8Array | s
    * `{ unfreeze: 2 }`. The model folder then carries the fine-tuned backbone.
    */
   fineTune?: FineTuneOptions;
+  /**
+   * Extract features on `headstart worker`s through a BullMQ queue on Redis instead of in this
+   * process (e.g. `{ url: 'redis://127.0.0.1:6379' }`); the model is the same bit for bit.
+   */
+  queue?: QueueOptions;
   reporter?: Reporter;
 }
 
@@ -238,10 +244,11 @@ export async function trainWith<Input extends Uint8Array | string, C>(
   const { data, backbone: reference = adapter.defaultBackbone, augment, validationFraction, seed = 0, reporter, backboneOptions = {} } = options;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const dataset = typeof data === 'string' ? await adapter.readDataset(data, { ...options.datasetOptions, validationFraction, seed }) : data;
+  const remote = await remoteExtraction(options);
   let backbone = await adapter.openBackbone(reference, { ...backboneOptions, cacheDir, reporter });
   const views = typeof augment === 'number' ? { views: augment } : augment;
   const augmentation = views && views.views > 0 ? { views: views.views, settings: { ...adapter.defaultAugmentation, ...views.settings } } : undefined;
-  const settings = { fit: fitOptionsOf(options), calibrate: options.calibrate, augment: augmentation, cache: options.cache, cacheDir, seed, reporter };
+  const settings = { fit: fitOptionsOf(options), calibrate: options.calibrate, augment: augmentation, cache: options.cache, cacheDir, seed, reporter, remote };
   const fineTuneSettings = { cacheDir, cache: options.cache, seed, augment: augmentation, reporter };
   try {
     // Fine-tuning yields a new backbone; the head is then fitted on its features like any other
@@ -318,6 +325,8 @@ interface TrainSettings {
   cacheDir: string;
   seed?: number;
   reporter?: Reporter;
+  /** Where features the cache lacks are computed, when not in this process (a job queue). */
+  remote?: RemoteExtraction;
 }
 
 /**
@@ -338,7 +347,7 @@ export async function trainClassifier<Input extends Uint8Array | string>(
     settings.augment && settings.augment.views > 0 ? { count: settings.augment.views, seed, settings: settings.augment.settings } : undefined;
 
   const featuresOf = async (items: LabelledItem<Input>[], label: string, withViews?: AugmentedViews) => {
-    const extracted = await extractFeatures(backbone, items, { cache, reporter, label, views: withViews });
+    const extracted = await extractFeatures(backbone, items, { cache, reporter, label, views: withViews, remote: settings.remote });
     const set: FeatureSet = {
       features: extracted.features,
       labels: Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label),
@@ -449,8 +458,17 @@ function countLabels(labels: Int32Array, numClasses: number, views?: Int32Array)
 }
 
 function fitOptionsOf<Input extends Uint8Array | string>(options: TrainOptions<Input>): Partial<FitOptions> {
-  const { task, data, backbone, backboneOptions, datasetOptions, augment, validationFraction, seed, cacheDir, cache, calibrate, fineTune, reporter, ...fit } = options;
+  const { task, data, backbone, backboneOptions, datasetOptions, augment, validationFraction, seed, cacheDir, cache, calibrate, fineTune, queue, reporter, ...fit } = options;
   return fit;
+}
+
+/** The job queue extraction goes through, if any; bullmq is loaded only then. */
+export async function remoteExtraction(options: Pick<TrainOptions, 'queue' | 'cache' | 'fineTune' | 'backboneOptions'>): Promise<RemoteExtraction | undefined> {
+  if (!options.queue) return undefined;
+  if (options.cache === false) throw usageError('--queue: workers deliver features through the feature cache, so it cannot be turned off (--no-cache)');
+  if (options.fineTune) throw usageError('--queue: a fine-tuned backbone exists only in this process, so workers cannot compute its features; drop --unfreeze or --queue');
+  const { queueExtraction } = await import('../queue/coordinator.js');
+  return queueExtraction({ ...options.queue, backboneOptions: { featureOutput: options.backboneOptions?.featureOutput, dtype: options.backboneOptions?.dtype } });
 }
 
 const round = (x: number) => Math.round(x * 1000) / 1000;

@@ -11,6 +11,7 @@ import { defaultCacheDir } from '../features/cache.js';
 import type { FeatureSet } from '../heads/head.js';
 import { sparseRows } from '../features/sparse.js';
 import { fitHead, type FitOptions } from '../train/fit.js';
+import { usageError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { Classifier, loadWith, trainClassifier, trainWith, type EvaluationResult, type LoadOptions, type Prediction, type TrainOptions } from './classifier.js';
 import type { BackboneOptions, ModalityAdapter } from './modality.js';
@@ -88,6 +89,7 @@ export class TextClassifier extends Classifier<string> {
     const isTfidf = (options.backbone ?? textModality.defaultBackbone) === TFIDF_BACKBONE;
     let classifier: TextClassifier;
     if (isTfidf) {
+      if (options.queue) throw usageError('--queue: the TF-IDF backbone is fitted on the training texts in this process; it has no pre-trained forward pass for workers to run');
       const map = await fitTfidf(dataset, tfidf, reporter);
       // The map is fitted already; the shared flow then "opens" it like any backbone.
       const adapter: ModalityAdapter<string> = { ...textModality, openBackbone: async () => new TfidfBackbone(map) };

@@ -1,4 +1,5 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import type { QueueOptions } from '../queue/coordinator.js';
 import { consoleReporter, type Reporter } from '../util/progress.js';
 import { defaultCacheDir } from '../features/cache.js';
 
@@ -70,4 +71,29 @@ export function withHubOptions(command: Command): Command {
 /** The hub settings the library takes; unset flags leave HF_HUB_OFFLINE / HF_TOKEN to decide. */
 export function hubOptionsOf(options: HubCliOptions): { offline?: boolean; token?: string } {
   return { offline: options.offline ? true : undefined, token: options.token };
+}
+
+/** `--queue` and its settings, for every command that extracts features. */
+export interface QueueCliOptions {
+  queue?: string;
+  queueName?: string;
+  queueInputs?: 'path' | 'bytes';
+  shardSize?: number;
+}
+
+/** Adds `--queue …`, defined once so `train` and `extract` read it the same way. */
+export function withQueueOptions(command: Command): Command {
+  return command
+    .option('--queue <url>', 'compute features on `headstart worker`s through a BullMQ queue on Redis (redis://host:port[/db]); the model is the same')
+    .option('--queue-name <name>', 'the BullMQ queue the workers take jobs from (default headstart-features)')
+    .addOption(
+      new Option('--queue-inputs <how>', 'how inputs reach workers: path (default; they share this filesystem) or bytes (inside jobs, at most 8 MiB a file)').choices(['path', 'bytes']),
+    )
+    .option('--shard-size <n>', 'inputs per queue job (default 32)', integer('--shard-size', 1));
+}
+
+/** The library's queue settings from the flags; none without `--queue`. */
+export function queueOptionsOf(options: QueueCliOptions): QueueOptions | undefined {
+  if (!options.queue) return undefined;
+  return { url: options.queue, name: options.queueName, inputs: options.queueInputs, shardSize: options.shardSize };
 }

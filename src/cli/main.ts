@@ -8,6 +8,7 @@ import { detectCommand } from './detect.js';
 import { evalCommand } from './eval.js';
 import { explainCommand } from './explain.js';
 import { exportCommand } from './export.js';
+import { extractCommand } from './extract.js';
 import { generateCommand } from './generate.js';
 import { modelsCommand } from './models.js';
 import { predictCommand } from './predict.js';
@@ -15,6 +16,7 @@ import { reportCommand } from './report.js';
 import { serveCommand } from './serve.js';
 import { studioCommand } from './studio.js';
 import { trainCommand } from './train.js';
+import { workerCommand } from './worker.js';
 
 /** Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad data, 4 bad model, 5 network. */
 export async function main(argv: string[]): Promise<number> {
@@ -35,7 +37,9 @@ export async function main(argv: string[]): Promise<number> {
     .addCommand(exportCommand())
     .addCommand(serveCommand())
     .addCommand(generateCommand())
-    .addCommand(studioCommand());
+    .addCommand(studioCommand())
+    .addCommand(extractCommand())
+    .addCommand(workerCommand());
   for (const command of program.commands) command.exitOverride();
   try {
     await program.parseAsync(argv, { from: 'user' });

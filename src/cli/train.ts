@@ -10,13 +10,28 @@ import type { Modality } from '../backbones/backbone.js';
 import { formatEvaluationSummary, formatMetricsTable, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
 import { REPORT_FILE } from '../report/report.js';
 import { checkReplaceable } from '../util/atomic.js';
-import { cacheDirOf, emit, fraction, hubOptionsOf, integer, positiveNumber, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
+import {
+  cacheDirOf,
+  emit,
+  fraction,
+  hubOptionsOf,
+  integer,
+  positiveNumber,
+  queueOptionsOf,
+  reporterFor,
+  withCommonOptions,
+  withHubOptions,
+  withQueueOptions,
+  type GlobalOptions,
+  type HubCliOptions,
+  type QueueCliOptions,
+} from './common.js';
 import { formatSkipped, summaryOf } from './format.js';
 import { formatTextTraining } from './text-format.js';
 import { trainGenerate, withGenerateTrainOptions } from './train-generate.js';
 import { formatUnfreezeChoice } from './finetune-format.js';
 
-interface TrainCommandOptions extends GlobalOptions, HubCliOptions {
+interface TrainCommandOptions extends GlobalOptions, HubCliOptions, QueueCliOptions {
   task?: Modality | 'generate';
   lora?: number;
   loraAlpha?: number;
@@ -74,7 +89,7 @@ function blockCount(value: string): number | 'all' | 'auto' {
 }
 
 export function trainCommand(): Command {
-  return withCommonOptions(withHubOptions(withGenerateTrainOptions(
+  return withCommonOptions(withQueueOptions(withHubOptions(withGenerateTrainOptions(
     new Command('train')
       .description('train a classifier on a labelled folder and evaluate it on held-out data')
       .argument('<data>', 'images: <data>/<class>/*.jpg or <data>/{train,val[,test]}/<class>/*.jpg; text: a CSV/TSV/JSONL file, a folder with train.<ext> [dev|val.<ext>, test.<ext>], or <data>/<class>/*.txt')
@@ -115,8 +130,9 @@ export function trainCommand(): Command {
       .option('--max-length <n>', 'text: truncate transformer inputs to <n> tokens', integer('--max-length', 3))
       .option('--no-baseline', 'text: do not train the TF-IDF baseline beside the model')
       .option('--max-terms <n>', 'text: TF-IDF (--backbone tfidf and the baseline) keeps the <n> most frequent terms (default: every term of the training texts)', integer('--max-terms', 1)),
-  ))).action(async (data: string, options: TrainCommandOptions) => {
+  )))).action(async (data: string, options: TrainCommandOptions) => {
     const reporter = reporterFor(options);
+    if (options.task === 'generate' && options.queue) throw usageError('--queue: a language model is trained end to end, with no frozen features for workers to extract');
     if (options.task === 'generate') return trainGenerate(data, options, reporter);
     // A detection export would otherwise be read as class folders and fail obscurely.
     const detection = options.task ? undefined : await detectionFormatOf(data);
@@ -125,6 +141,7 @@ export function trainCommand(): Command {
     const datasetOptions = { textColumn: options.textColumn, labelColumn: options.labelColumn, validation: options.valData, test: options.testData, testFraction: options.testFraction };
     const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: hubOptionsOf(options) };
     if (options.shots !== undefined) {
+      if (options.queue) throw usageError('--queue works for one model, not with --shots (whose draws share one cached extraction: run `headstart extract --queue` first)');
       const fewShot = await runFewShot({
         task,
         data,
@@ -172,6 +189,7 @@ export function trainCommand(): Command {
       cacheDir: cacheDirOf(options),
       cache: options.cache,
       calibrate: options.calibrate,
+      queue: queueOptionsOf(options),
       fineTune: options.unfreeze === undefined ? undefined : { unfreeze: options.unfreeze, epochs: options.fineTuneEpochs, lr: options.fineTuneLr },
       // Audio takes --pooling through its backbone's preprocessing (recorded in the manifest and cache key).
       backboneOptions: task === 'audio' && options.pooling ? { ...backboneOptions, preprocessing: { pooling: options.pooling } as object } : backboneOptions,
