@@ -79,6 +79,13 @@ export function queueExtraction(options: QueueOptions): RemoteExtraction {
       const shards = planShards(missing, shardSize);
       const queue = new Queue<ExtractJobData, ExtractJobResult>(name, { connection: address.connection });
       const events = new QueueEvents(name, { connection: address.connection });
+      // Redis going away makes ioredis report every reconnect attempt; one warning per distinct cause, then it resumes.
+      let lastError = '';
+      const onError = (error: Error) => {
+        if (error.message !== lastError) reporter.warn(`queue: ${(lastError = error.message)} (waiting for Redis)`);
+      };
+      queue.on('error', onError);
+      events.on('error', onError);
       try {
         await Promise.all([queue.waitUntilReady(), events.waitUntilReady()]);
         const workers = await queue.getWorkersCount();
@@ -201,17 +208,20 @@ async function runShards<Input extends Uint8Array | string>(run: RunShards<Input
     }
     harvesting.add(jobId);
     try {
-      const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, jobId);
-      if (!job) {
+      // The state first: once completed or failed, the job's fields are final when read next.
+      const state = await queue.getJobState(jobId);
+      if (state === 'unknown') {
         // Gone without a result (Redis lost it, or someone removed it): send it again.
         const shard = pending.get(jobId)!;
         pending.delete(jobId);
         await enqueue(shard);
         return;
       }
-      const state = await job.getState();
+      if (state !== 'completed' && state !== 'failed') return;
+      const job = await Job.fromId<ExtractJobData, ExtractJobResult>(queue, jobId);
+      if (!job) return;
       if (state === 'failed') throw failedJobError(job.failedReason, pending.get(jobId)!, run.items);
-      if (state !== 'completed') return;
+      if (!isResult(job.returnvalue)) throw modelError(`queue job ${jobId} completed without a result a headstart worker returns (is another program using queue "${queue.name}"?)`);
       const harvested = await harvest(job.returnvalue, pending.get(jobId)!, run.items, views, recipe.featureDim, cache);
       skipped += harvested.skipped;
       vectors += harvested.vectors;
@@ -273,6 +283,11 @@ async function harvest<Input extends Uint8Array | string>(
     }
   }
   return { vectors, skipped: result.skipped.length };
+}
+
+function isResult(value: unknown): value is ExtractJobResult {
+  const result = value as ExtractJobResult | null;
+  return typeof result === 'object' && result !== null && typeof result.vectors === 'object' && Array.isArray(result.skipped) && typeof result.inputs === 'number';
 }
 
 /** A job that failed for good: the worker's reason, as the HeadstartError kind it names. */
