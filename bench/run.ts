@@ -25,6 +25,7 @@ import { audioBench } from './audio.js';
 import { generateBench } from './generate.js';
 import { detectBench } from './detect.js';
 import { explainBench } from './explain.js';
+import { queueBench } from './queue.js';
 import type { FeatureSet } from '../src/heads/head.js';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -206,3 +207,5 @@ await detectBench();
 
 // Explanations: Grad-CAM against one prediction, integrated gradients with 32 steps (bench/explain.ts).
 await explainBench();
+// Feature extraction on a BullMQ queue: overhead per image, images/s with 1 and 2 workers against in-process (bench/queue.ts).
+await queueBench();
