@@ -79,6 +79,7 @@ export interface QueueCliOptions {
   queueName?: string;
   queueInputs?: 'path' | 'bytes';
   shardSize?: number;
+  queueWindow?: number;
 }
 
 /** Adds `--queue …`, defined once so `train` and `extract` read it the same way. */
@@ -89,11 +90,12 @@ export function withQueueOptions(command: Command): Command {
     .addOption(
       new Option('--queue-inputs <how>', 'how inputs reach workers: path (default; they share this filesystem) or bytes (inside jobs, at most 8 MiB a file)').choices(['path', 'bytes']),
     )
-    .option('--shard-size <n>', 'inputs per queue job (default 32)', integer('--shard-size', 1));
+    .option('--shard-size <n>', 'inputs per queue job (default 32)', integer('--shard-size', 1))
+    .option('--queue-window <jobs>', 'jobs in Redis at once (default 64; keep it above twice the number of workers)', integer('--queue-window', 1));
 }
 
 /** The library's queue settings from the flags; none without `--queue`. */
 export function queueOptionsOf(options: QueueCliOptions): QueueOptions | undefined {
   if (!options.queue) return undefined;
-  return { url: options.queue, name: options.queueName, inputs: options.queueInputs, shardSize: options.shardSize };
+  return { url: options.queue, name: options.queueName, inputs: options.queueInputs, shardSize: options.shardSize, inFlight: options.queueWindow };
 }
