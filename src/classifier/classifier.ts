@@ -243,8 +243,9 @@ export async function trainWith<Input extends Uint8Array | string, C>(
 ): Promise<C> {
   const { data, backbone: reference = adapter.defaultBackbone, augment, validationFraction, seed = 0, reporter, backboneOptions = {} } = options;
   const cacheDir = options.cacheDir ?? defaultCacheDir();
-  const dataset = typeof data === 'string' ? await adapter.readDataset(data, { ...options.datasetOptions, validationFraction, seed }) : data;
+  // Before the data is read, so a refused --queue is said at once.
   const remote = await remoteExtraction(options);
+  const dataset = typeof data === 'string' ? await adapter.readDataset(data, { ...options.datasetOptions, validationFraction, seed }) : data;
   let backbone = await adapter.openBackbone(reference, { ...backboneOptions, cacheDir, reporter });
   const views = typeof augment === 'number' ? { views: augment } : augment;
   const augmentation = views && views.views > 0 ? { views: views.views, settings: { ...adapter.defaultAugmentation, ...views.settings } } : undefined;
