@@ -6,7 +6,8 @@ export default defineConfig({
     // Native addons (onnxruntime-node, sharp) are safest in child processes, not worker threads.
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
-    testTimeout: 120_000,
+    // Generous: CI machines are shared; speed is measured by the bench, never by a test.
+    testTimeout: 300_000,
     hookTimeout: 300_000,
   },
 });
