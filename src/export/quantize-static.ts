@@ -21,7 +21,7 @@ import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { decodeTensor } from '../backbones/tfjs/onnx-graph.js';
 import type { CalibrationSettings, Range } from './calibrate.js';
-import { channelAxis, floatsOf, inlineWeightConstants, quantizeSymmetric, type QuantizationReport } from './quantize.js';
+import { channelAxis, floatsOf, freshNamer, inlineWeightConstants, quantizeSymmetric, type QuantizationReport } from './quantize.js';
 
 const { onnx } = onnxProto;
 const { FLOAT, INT8, UINT8, INT32 } = onnx.TensorProto.DataType;
@@ -134,13 +134,7 @@ export function applyQuantization(
 ): QuantizationReport {
   const nodes = graph.node ?? [];
   const initializers = new Map((graph.initializer ?? []).map((tensor) => [tensor.name!, tensor]));
-  const taken = new Set([...initializers.keys(), ...nodes.flatMap((node) => [...(node.input ?? []), ...(node.output ?? []), node.name ?? ''])]);
-  const fresh = (hint: string) => {
-    let name = hint;
-    for (let i = 1; taken.has(name); i++) name = `${hint}_${i}`;
-    taken.add(name);
-    return name;
-  };
+  const fresh = freshNamer(nodes, initializers.keys());
   const add = (tensor: OnnxTypes.ITensorProto) => initializers.set(tensor.name!, tensor);
   const report: QuantizationReport = { scheme: STATIC_INT8_SCHEME, tensors: 0, floatBytes: 0, int8Bytes: 0, activations: plan.tensors.length, calibration };
 

@@ -60,13 +60,7 @@ export function quantizeWeights(graph: OnnxTypes.IGraphProto): QuantizationRepor
 
   const report: QuantizationReport = { scheme: INT8_WEIGHTS_SCHEME, tensors: 0, floatBytes: 0, int8Bytes: 0 };
   const dequantizers: OnnxTypes.INodeProto[] = [];
-  const taken = new Set([...initializers.keys(), ...nodes.flatMap((node) => [...(node.output ?? []), node.name ?? ''])]);
-  const fresh = (hint: string) => {
-    let name = hint;
-    for (let i = 1; taken.has(name); i++) name = `${hint}_${i}`;
-    taken.add(name);
-    return name;
-  };
+  const fresh = freshNamer(nodes, initializers.keys());
   for (const [name, axis] of axes) {
     const tensor = initializers.get(name)!;
     const values = floatsOf(tensor);
@@ -102,6 +96,17 @@ export function quantizeWeights(graph: OnnxTypes.IGraphProto): QuantizationRepor
   return report;
 }
 
+/** Names not yet used by any initializer, node or tensor of the graph: `hint`, else `hint_1`, `hint_2`, … */
+export function freshNamer(nodes: readonly OnnxTypes.INodeProto[], initializers: Iterable<string>): (hint: string) => string {
+  const taken = new Set([...initializers, ...nodes.flatMap((node) => [...(node.input ?? []), ...(node.output ?? []), node.name ?? ''])]);
+  return (hint) => {
+    let name = hint;
+    for (let i = 1; taken.has(name); i++) name = `${hint}_${i}`;
+    taken.add(name);
+    return name;
+  };
+}
+
 /**
  * Only the embedding tables of `graph` as int8 rows (see below), adding to `report`: static int8
  * runs the matrix products on integer kernels, and the tables are still most of a text model's bytes.
@@ -109,13 +114,7 @@ export function quantizeWeights(graph: OnnxTypes.IGraphProto): QuantizationRepor
 export function quantizeEmbeddings(graph: OnnxTypes.IGraphProto, report: QuantizationReport): void {
   const nodes = graph.node ?? [];
   const initializers = new Map((graph.initializer ?? []).map((tensor) => [tensor.name!, tensor]));
-  const taken = new Set([...initializers.keys(), ...nodes.flatMap((node) => [...(node.input ?? []), ...(node.output ?? []), node.name ?? ''])]);
-  const fresh = (hint: string) => {
-    let name = hint;
-    for (let i = 1; taken.has(name); i++) name = `${hint}_${i}`;
-    taken.add(name);
-    return name;
-  };
+  const fresh = freshNamer(nodes, initializers.keys());
   const rewritten = quantizeEmbeddingTables(nodes, initializers, new Map(), fresh, report);
   if (rewritten.tables.length === 0) return;
   graph.initializer = [...initializers.values()];
