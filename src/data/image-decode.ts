@@ -268,7 +268,7 @@ function randomResizedCrop(width: number, height: number, settings: ImageAugment
 }
 
 /** HWC uint8 RGB → float tensor, scaled, normalised and laid out as the backbone expects. */
-export function toTensor(pixels: Uint8Array, pre: ImagePreprocessing): Float32Array {
+export function toTensor(pixels: Uint8Array, pre: Pick<ImagePreprocessing, 'width' | 'height' | 'rescale' | 'mean' | 'std' | 'layout'>): Float32Array {
   const { width, height } = pre;
   const plane = width * height;
   const out = new Float32Array(plane * 3);

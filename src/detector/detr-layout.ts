@@ -2,7 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { createSession, ort } from '../backbones/onnx-session.js';
-import { readImageHeader } from '../data/image-decode.js';
+import { readImageHeader, toTensor } from '../data/image-decode.js';
 import { dataError, messageOf, modelError } from '../util/errors.js';
 import type { Detection } from './coco-eval.js';
 import type { DetectorLayout, PreparedImage } from './layout.js';
@@ -79,12 +79,7 @@ export class DetrLayout implements DetectorLayout {
         image = image.resize(w, h, { fit: 'fill', kernel: 'linear' });
       }
       const { data } = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-      const plane = w * h;
-      const tensor = new Float32Array(plane * 3);
-      for (let c = 0; c < 3; c++) {
-        const [m, s] = [this.pre.mean[c]!, this.pre.std[c]!];
-        for (let i = 0; i < plane; i++) tensor[c * plane + i] = (data[i * 3 + c]! * this.pre.rescale - m) / s;
-      }
+      const tensor = toTensor(data, { width: w, height: h, rescale: this.pre.rescale, mean: this.pre.mean, std: this.pre.std, layout: 'NCHW' });
       // pred_boxes are fractions of the image: scale by the original size (padX/Y unused).
       return { data: tensor, width, height, scaleX: w, scaleY: h, padX: 0, padY: 0 };
     } catch (error) {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { createSession, ort, type SessionLike } from '../backbones/onnx-session.js';
 type Session = Awaited<ReturnType<typeof createSession>>;
-import { readImageHeader } from '../data/image-decode.js';
+import { readImageHeader, toTensor } from '../data/image-decode.js';
 import { dataError, messageOf, modelError } from '../util/errors.js';
 import { readOnnxMetadata } from '../web/format.js';
 import { iou, type Box } from './boxes.js';
@@ -70,13 +70,7 @@ export class YoloLayout implements DetectorLayout {
         .toColourspace('srgb')
         .raw()
         .toBuffer({ resolveWithObject: true });
-      const plane = this.inputWidth * this.inputHeight;
-      const tensor = new Float32Array(plane * 3);
-      for (let i = 0; i < plane; i++) {
-        tensor[i] = data[i * 3]! / 255;
-        tensor[plane + i] = data[i * 3 + 1]! / 255;
-        tensor[2 * plane + i] = data[i * 3 + 2]! / 255;
-      }
+      const tensor = toTensor(data, { width: this.inputWidth, height: this.inputHeight, rescale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1], layout: 'NCHW' });
       return { data: tensor, width, height, scaleX: 1 / r, scaleY: 1 / r, padX: left, padY: top };
     } catch (error) {
       throw dataError(`cannot decode image: ${messageOf(error)}`, source, error);
