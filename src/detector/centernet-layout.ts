@@ -4,7 +4,7 @@ import { builtinCenterNet, CENTERNET_INPUT_SIZE, CENTERNET_STRIDE, decodeCenterN
 import type { Detection } from './coco-eval.js';
 import { COCO_CLASSES } from './coco-classes.js';
 import { prepareDetectorInput } from './detector-input.js';
-import type { DetectorLayout, PreparedImage } from './layout.js';
+import type { DetectorGraphSpec, DetectorLayout, PreparedImage, PreparedPixels } from './layout.js';
 
 /** Raw outputs for a batch: heatmaps `[n, gridH, gridW, classes]` and sides `[n, gridH, gridW, 4]`, flattened. */
 export interface CenterNetMaps {
@@ -30,8 +30,18 @@ export class CenterNetLayout implements DetectorLayout {
   }
 
   async prepare(bytes: Uint8Array, source?: string): Promise<PreparedImage> {
+    const { pixels, ...geometry } = await this.preparePixels(bytes, source);
+    return { data: Float32Array.from(pixels), ...geometry };
+  }
+
+  async preparePixels(bytes: Uint8Array, source?: string): Promise<PreparedPixels> {
     const { pixels, width, height } = await prepareDetectorInput(bytes, this.inputSize, source);
-    return { data: Float32Array.from(pixels), width, height, scaleX: width / this.inputSize, scaleY: height / this.inputSize, padX: 0, padY: 0 };
+    return { pixels, width, height, scaleX: width / this.inputSize, scaleY: height / this.inputSize, padX: 0, padY: 0 };
+  }
+
+  graphSpec(): DetectorGraphSpec {
+    const { model, inputName, heatmapOutput, sidesOutput } = this.graph;
+    return { kind: 'centernet', model, inputName, heatmapOutput, sidesOutput, inputSize: this.inputSize, stride: CENTERNET_STRIDE };
   }
 
   /** The graph on a batch of prepared inputs. */

@@ -14,6 +14,19 @@ export interface PreparedImage {
   padY: number;
 }
 
+/** The uint8 HWC RGB pixels at the input size that a layout's tensor is made from, with the same geometry. */
+export interface PreparedPixels extends Omit<PreparedImage, 'data'> {
+  pixels: Uint8Array;
+}
+
+/**
+ * What `headstart export` needs to put a layout's decoding into the graph (src/export/detector-export.ts):
+ * the ONNX file, its tensor names, and the geometry its input is prepared with.
+ */
+export type DetectorGraphSpec =
+  | { kind: 'centernet'; model: string; inputName: string; heatmapOutput: string; sidesOutput: string; inputSize: number; stride: number }
+  | { kind: 'ultralytics-yolo'; model: string; inputName: string; outputName: string; inputWidth: number; inputHeight: number; nmsIou: number; nmsMax: number };
+
 /**
  * What differs between detector formats (CenterNet maps, Ultralytics YOLO rows, DETR queries):
  * how an image becomes the graph's input, and how the graph's outputs become boxes in the image's
@@ -25,4 +38,8 @@ export interface DetectorLayout {
   prepare(bytes: Uint8Array, source?: string): Promise<PreparedImage>;
   detect(batch: PreparedImage[], threshold: number, maxDetections: number): Promise<Detection[][]>;
   dispose(): Promise<void>;
+  /** Layouts that export (CenterNet, YOLO): the pixels `prepare` turns into the tensor. */
+  preparePixels?(bytes: Uint8Array, source?: string): Promise<PreparedPixels>;
+  /** Layouts that export: the graph and names `headstart export` builds on. */
+  graphSpec?(): DetectorGraphSpec;
 }

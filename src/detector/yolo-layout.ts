@@ -7,7 +7,7 @@ import { dataError, messageOf, modelError } from '../util/errors.js';
 import { readOnnxMetadata } from '../web/format.js';
 import { iou, type Box } from './boxes.js';
 import type { Detection } from './coco-eval.js';
-import type { DetectorLayout, PreparedImage } from './layout.js';
+import type { DetectorGraphSpec, DetectorLayout, PreparedImage, PreparedPixels } from './layout.js';
 
 /** Ultralytics' defaults for `predict`: class-aware NMS at IoU 0.7, at most 300 boxes before `maxDetections`. */
 const NMS_IOU = 0.7;
@@ -25,6 +25,7 @@ export class YoloLayout implements DetectorLayout {
   private constructor(
     readonly classes: string[],
     private readonly session: Session,
+    private readonly path: string,
     readonly inputWidth: number,
     readonly inputHeight: number,
   ) {}
@@ -45,11 +46,21 @@ export class YoloLayout implements DetectorLayout {
     const imgsz = metadata['imgsz'] ? (JSON.parse(metadata['imgsz']) as number[]) : [];
     const height = Number.isFinite(dims[2]) && dims[2]! > 0 ? dims[2]! : imgsz[0] ?? 640;
     const width = Number.isFinite(dims[3]) && dims[3]! > 0 ? dims[3]! : imgsz[1] ?? height;
-    return new YoloLayout(classes, session, width, height);
+    return new YoloLayout(classes, session, path, width, height);
   }
 
   /** Ultralytics' LetterBox(auto=False): scale to fit, round the new size, pad evenly with 114. */
   async prepare(bytes: Uint8Array, source?: string): Promise<PreparedImage> {
+    const { pixels, ...geometry } = await this.preparePixels(bytes, source);
+    return { data: toTensor(pixels, { width: this.inputWidth, height: this.inputHeight, rescale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1], layout: 'NCHW' }), ...geometry };
+  }
+
+  graphSpec(): DetectorGraphSpec {
+    return { kind: 'ultralytics-yolo', model: this.path, inputName: 'images', outputName: 'output0', inputWidth: this.inputWidth, inputHeight: this.inputHeight, nmsIou: NMS_IOU, nmsMax: NMS_MAX };
+  }
+
+  /** The letterboxed uint8 pixels (HWC RGB) the tensor is scaled from. */
+  async preparePixels(bytes: Uint8Array, source?: string): Promise<PreparedPixels> {
     try {
       const header = await readImageHeader(bytes);
       const turned = header.orientation >= 5;
@@ -70,8 +81,7 @@ export class YoloLayout implements DetectorLayout {
         .toColourspace('srgb')
         .raw()
         .toBuffer({ resolveWithObject: true });
-      const tensor = toTensor(data, { width: this.inputWidth, height: this.inputHeight, rescale: 1 / 255, mean: [0, 0, 0], std: [1, 1, 1], layout: 'NCHW' });
-      return { data: tensor, width, height, scaleX: 1 / r, scaleY: 1 / r, padX: left, padY: top };
+      return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, scaleX: 1 / r, scaleY: 1 / r, padX: left, padY: top };
     } catch (error) {
       throw dataError(`cannot decode image: ${messageOf(error)}`, source, error);
     }

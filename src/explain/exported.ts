@@ -14,7 +14,9 @@ import { argmax, normalised } from './pixel-grid.js';
 
 export async function explainExportedImage(model: ExportedModel, bytes: Uint8Array, options: ImageExplainOptions & { target?: string; source?: string } = {}): Promise<ImageExplanation> {
   const input = model.metadata.input;
-  if (input.kind !== 'image') throw usageError(`explaining an exported ${input.kind} model is not supported: only image exports (occlusion over pixels)`);
+  if (input.kind !== 'image' || input.resize === 'letterbox' || model.metadata.output.kind !== 'probabilities') {
+    throw usageError(`explaining an exported ${model.metadata.modality} model is not supported: only image classifier exports (occlusion over pixels)`);
+  }
   if (options.method && options.method !== 'occlusion') throw usageError(`an exported ONNX file is explained by occlusion only (it carries no gradient graph headstart can trust), not ${options.method}`);
   const labels = model.labels;
   let target: number | undefined;

@@ -114,7 +114,7 @@ export async function exportClassifier(classifier: Classifier, options: ExportOp
 }
 
 /** The backbone graph, decoded, with what every export needs to know about it. */
-interface BackboneGraph {
+export interface BackboneGraph {
   model: OnnxTypes.ModelProto;
   graph: OnnxTypes.IGraphProto;
   opset: number;
@@ -129,7 +129,7 @@ interface BackboneGraph {
   floatPrefixes?: string[];
 }
 
-async function readBackboneGraph(source: string | Uint8Array, origin: string): Promise<BackboneGraph> {
+export async function readBackboneGraph(source: string | Uint8Array, origin: string): Promise<BackboneGraph> {
   const model = onnx.ModelProto.decode(typeof source === 'string' ? await readFile(source) : source);
   const graph = model.graph;
   if (!graph) throw modelError('the backbone ONNX file has no graph', origin);
@@ -832,7 +832,7 @@ function freePrefix(taken: Set<string>): string {
 }
 
 /** A node's inputs plus every outer name its subgraphs (If/Loop bodies) may read. */
-function referencedNames(node: OnnxTypes.INodeProto): string[] {
+export function referencedNames(node: OnnxTypes.INodeProto): string[] {
   const names = [...(node.input ?? [])];
   for (const attribute of node.attribute ?? []) {
     for (const sub of [attribute.g, ...(attribute.graphs ?? [])]) {
@@ -843,7 +843,7 @@ function referencedNames(node: OnnxTypes.INodeProto): string[] {
 }
 
 /** The nodes `output` depends on, in their original (topological) order; the backbone's unused heads go. */
-function prune(nodes: OnnxTypes.INodeProto[], output: string): OnnxTypes.INodeProto[] {
+export function prune(nodes: OnnxTypes.INodeProto[], output: string): OnnxTypes.INodeProto[] {
   const needed = new Set([output]);
   const kept: OnnxTypes.INodeProto[] = [];
   for (let i = nodes.length - 1; i >= 0; i--) {
@@ -876,7 +876,7 @@ async function inlineExternalData(graph: OnnxTypes.IGraphProto, dir: string | un
   }
 }
 
-function tensorInfo(name: string, elemType: number, shape: (number | string)[]): OnnxTypes.IValueInfoProto {
+export function tensorInfo(name: string, elemType: number, shape: (number | string)[]): OnnxTypes.IValueInfoProto {
   return {
     name,
     type: { tensorType: { elemType, shape: { dim: shape.map((size) => (typeof size === 'string' ? { dimParam: size } : { dimValue: size })) } } },

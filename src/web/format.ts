@@ -3,7 +3,9 @@
  * it carries, what they hold, and how a photo or a text becomes the graph's input. Plain TypeScript
  * with no Node built-ins and no DOM, shared by the exporter (Node) and `headstart/web` (browsers).
  *
- * Every export returns `float32 [batch, classes]` probabilities. An image export takes
+ * A classifier export returns `float32 [batch, classes]` probabilities; a detector export (modality
+ * `detection`) returns `float32 [N, 6]` boxes of its one image (`ExportedDetectionsOutput`), its
+ * input stretched or letterboxed as `detectionPlacement` says. An image export takes
  * `uint8 [batch, height, width, 3]` RGB pixels; scaling and normalisation happen inside the graph, so
  * a consumer only resizes/crops (`cropBox`) and reads the pixels out, in any language. Text exports
  * take one of three inputs, by the backbone they were trained on (`ExportedInput.kind`):
@@ -51,7 +53,8 @@ export const METADATA_KEYS = {
 
 /** The geometry of getting from a photo to the graph's input size (see `cropBox`). */
 export interface ImageResize {
-  resize: 'stretch' | 'shortest-edge-crop' | 'center-square-crop';
+  /** `letterbox` (detectors only): aspect kept, centred, the rest filled with `padValue` (see `detectionPlacement`). */
+  resize: 'stretch' | 'shortest-edge-crop' | 'center-square-crop' | 'letterbox';
   shortestEdge?: number;
   interpolation: 'nearest' | 'bilinear' | 'bicubic';
 }
@@ -67,6 +70,8 @@ export interface ExportedImageInput extends ImageResize {
   height: number;
   /** What pixels with an alpha channel are flattened onto before RGB is read, as in training. */
   background: [number, number, number];
+  /** `letterbox` only: the grey level of the padding (Ultralytics: 114). */
+  padValue?: number;
 }
 
 /**
@@ -128,12 +133,32 @@ export interface EmbeddedTokenizer {
   config: object;
 }
 
-export interface ExportedOutput {
+export interface ExportedProbabilitiesOutput {
   name: string;
   /** Each row sums to 1 (softmax of the head's logits divided by the calibration temperature). */
   kind: 'probabilities';
   classes: number;
 }
+
+/**
+ * A detector export returns float32 [N, 6] for its one image (batch 1): rows (x1, y1, x2, y2,
+ * score, class), best score first, decoding and suppression done in the graph. Boxes are in the
+ * graph's input pixels; `detectionPlacement` + `boxToSource` map them to the photo's.
+ */
+export interface ExportedDetectionsOutput {
+  name: string;
+  kind: 'detections';
+  columns: ['x1', 'y1', 'x2', 'y2', 'score', 'class'];
+  classes: number;
+  /** Rows scoring below this are not returned (a consumer may filter higher, not lower). */
+  threshold: number;
+  /** At most this many rows. */
+  maxDetections: number;
+  /** How the graph decodes and suppresses, for the record: `centernet-peaks` or `nms` (with its IoU). */
+  decoding: { kind: 'centernet-peaks' } | { kind: 'nms'; iou: number; classAware: true };
+}
+
+export type ExportedOutput = ExportedProbabilitiesOutput | ExportedDetectionsOutput;
 
 export interface Provenance {
   headstartVersion: string;
@@ -149,7 +174,8 @@ export interface Provenance {
 
 export interface ExportMetadata {
   format: number;
-  modality: 'image' | 'text' | 'audio';
+  /** `detection`: an image detector (`output.kind` is `detections`). */
+  modality: 'image' | 'text' | 'audio' | 'detection';
   labels: string[];
   input: ExportedInput;
   output: ExportedOutput;
@@ -217,12 +243,14 @@ export function parseExportMetadata(props: Record<string, string>): ExportMetada
   }
   const tfidf = input.kind === 'tfidf' ? (json(METADATA_KEYS.tfidf) as TfidfState) : undefined;
   if (tfidf && tfidf.terms?.length !== (input as ExportedTfidfInput).dim) throw new Error(`"${METADATA_KEYS.tfidf}" has ${tfidf.terms?.length} terms; the input takes ${(input as ExportedTfidfInput).dim}`);
+  const output = json(METADATA_KEYS.output) as ExportedOutput;
+  if (!['probabilities', 'detections'].includes(output?.kind)) throw new Error(`unsupported output kind ${JSON.stringify((output as { kind?: unknown })?.kind)} (this version reads probabilities and detections)`);
   return {
     format,
     modality: props[METADATA_KEYS.modality] as ExportMetadata['modality'],
     labels,
     input,
-    output: json(METADATA_KEYS.output) as ExportedOutput,
+    output,
     preprocessing: props[METADATA_KEYS.preprocessing] === undefined ? null : json(METADATA_KEYS.preprocessing),
     provenance: props[METADATA_KEYS.provenance] === undefined ? null : (json(METADATA_KEYS.provenance) as Provenance | null),
     ...(input.kind === 'text' ? { tokenizer: json(METADATA_KEYS.tokenizer) as EmbeddedTokenizer } : {}),
@@ -262,6 +290,61 @@ export function cropBox(
     width: width / scaleX,
     height: height / scaleY,
   };
+}
+
+/**
+ * Where a `sourceWidth`×`sourceHeight` photo goes in a detector's input (draw the whole photo into
+ * this rectangle of a width×height canvas, filled first with `padValue` for `letterbox`), and the
+ * factors that bring boxes back: x_source = (x_input − padX) × scaleX. Stretch fills the input;
+ * letterbox is Ultralytics' LetterBox(auto=False): scale to fit, round, centre (its −0.1 rounding).
+ */
+export function detectionPlacement(
+  sourceWidth: number,
+  sourceHeight: number,
+  target: { resize: ImageResize['resize']; width: number; height: number },
+): { x: number; y: number; width: number; height: number; scaleX: number; scaleY: number; padX: number; padY: number } {
+  const { width, height } = target;
+  if (target.resize === 'letterbox') {
+    const r = Math.min(width / sourceWidth, height / sourceHeight);
+    const newWidth = Math.round(sourceWidth * r);
+    const newHeight = Math.round(sourceHeight * r);
+    const left = Math.round((width - newWidth) / 2 - 0.1);
+    const top = Math.round((height - newHeight) / 2 - 0.1);
+    return { x: left, y: top, width: newWidth, height: newHeight, scaleX: 1 / r, scaleY: 1 / r, padX: left, padY: top };
+  }
+  if (target.resize !== 'stretch') throw new Error(`detector inputs are stretched or letterboxed, not "${target.resize}"`);
+  return { x: 0, y: 0, width, height, scaleX: sourceWidth / width, scaleY: sourceHeight / height, padX: 0, padY: 0 };
+}
+
+export interface ExportedDetection {
+  label: string;
+  /** The class index (column 6). */
+  classIndex: number;
+  score: number;
+  /** [x1, y1, x2, y2] in the source photo's pixels, clipped to it. */
+  box: [number, number, number, number];
+}
+
+/** The rows of a detector export's [N, 6] output as labelled boxes in the source photo's pixels. */
+export function detectionsFromRows(
+  rows: ArrayLike<number>,
+  labels: string[],
+  placement: { scaleX: number; scaleY: number; padX: number; padY: number },
+  sourceWidth: number,
+  sourceHeight: number,
+  minScore = 0,
+): ExportedDetection[] {
+  const clip = (value: number, limit: number) => Math.min(limit, Math.max(0, value));
+  const out: ExportedDetection[] = [];
+  for (let i = 0; i + 6 <= rows.length; i += 6) {
+    const score = rows[i + 4]!;
+    if (score < minScore) continue;
+    const classIndex = Math.round(rows[i + 5]!);
+    const x = (v: number) => clip((v - placement.padX) * placement.scaleX, sourceWidth);
+    const y = (v: number) => clip((v - placement.padY) * placement.scaleY, sourceHeight);
+    out.push({ label: labels[classIndex] ?? String(classIndex), classIndex, score, box: [x(rows[i]!), y(rows[i + 1]!), x(rows[i + 2]!), y(rows[i + 3]!)] });
+  }
+  return out;
 }
 
 /** Token id rows padded to the longest with `padId`, and their attention mask: the two int64 inputs of a text export. */
