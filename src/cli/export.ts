@@ -3,6 +3,8 @@ import { Command, Option } from 'commander';
 import { Classifier } from '../classifier/classifier.js';
 import { isCausalLmFolder } from '../generator/causal-lm.js';
 import { exportLmFolder } from '../generator/lm-export.js';
+import { Detector } from '../detector/detector.js';
+import { exportDetector } from '../export/detector-export.js';
 import { EXPORT_FILE_GUARD } from '../export/exported-model.js';
 import { CALIBRATION_METHODS, DEFAULT_CALIBRATION, type CalibrationMethod } from '../export/calibrate.js';
 import { compareOnLabelled, DEFAULT_CALIBRATION_COUNT, exportClassifier, QUANTIZE_SCHEMES, type LabelledComparison, type QuantizeScheme } from '../export/onnx-export.js';
@@ -20,13 +22,15 @@ interface ExportCommandOptions extends GlobalOptions, HubCliOptions {
   percentile: number;
   calibrationCount: number;
   evaluate?: string;
+  threshold?: number;
+  maxDetections?: number;
 }
 
 export function exportCommand(): Command {
   return withCommonOptions(withHubOptions(
     new Command('export')
       .description('write the model as one ONNX file (backbone + head + softmax, labels in its metadata) that runs without headstart')
-      .argument('<model>', 'a model folder written by `headstart train` (a language model exports as a Hugging Face ONNX folder)')
+      .argument('<model>', 'a model folder written by `headstart train` (a language model exports as a Hugging Face ONNX folder), or a detector (builtin:centernet, a YOLO .onnx)')
       .addOption(new Option('--format <format>', 'file format').choices(['onnx']).default('onnx'))
       .option('-o, --out <file>', 'where to write it (default: <model>.onnx, or <model>.int8.onnx)')
       .addOption(
@@ -39,7 +43,9 @@ export function exportCommand(): Command {
       .addOption(new Option('--calibration <method>', 'for --quantize int8: how activation ranges are set').choices([...CALIBRATION_METHODS]).default(DEFAULT_CALIBRATION.method))
       .option('--percentile <p>', 'for --calibration percentile: the share of values the range holds, in %', positiveNumber('--percentile'), DEFAULT_CALIBRATION.percentile)
       .option('--calibration-count <n>', 'for --quantize int8: how many training inputs to calibrate on', integer('--calibration-count', 1), DEFAULT_CALIBRATION_COUNT)
-      .option('--evaluate <data>', 'labelled data to compare the exported file with the library on (accuracy and its drop)'),
+      .option('--evaluate <data>', 'labelled data to compare the exported file with the library on (accuracy and its drop)')
+      .option('--threshold <score>', 'detectors: the lowest score the file returns (default 0.25)', positiveNumber('--threshold'))
+      .option('--max-detections <n>', 'detectors: at most this many boxes per image (default 100)', integer('--max-detections', 1)),
   )).action(async (model: string, options: ExportCommandOptions) => {
     if (options.calibrate && options.quantize !== 'int8') throw usageError('--calibrate sets the activation scales of --quantize int8; it does nothing without it');
     const reporter = reporterFor(options);
@@ -47,6 +53,10 @@ export function exportCommand(): Command {
       // A language model exports as a Hugging Face ONNX folder (LoRA merged), not one file.
       const written = await exportLmFolder(model, resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}-onnx`));
       emit(options, written, () => `${written.out}: ${written.files.join(', ')} (Hugging Face ONNX layout; transformers.js and headstart generate load it)`);
+      return;
+    }
+    if (await Detector.isDetectorReference(model)) {
+      await exportDetectorCommand(model, options);
       return;
     }
     const out = resolve(options.out ?? `${model.replace(/[\\/]+$/, '')}${options.quantize ? `.${options.quantize}` : ''}.onnx`);
@@ -97,6 +107,32 @@ export function exportCommand(): Command {
       await classifier.dispose();
     }
   });
+}
+
+async function exportDetectorCommand(model: string, options: ExportCommandOptions): Promise<void> {
+  if (options.quantize || options.evaluate) throw usageError('--quantize and --evaluate are for classifiers; a detector exports in fp32');
+  const name = model.startsWith('builtin:') ? model.slice('builtin:'.length) : basename(model).replace(/\.onnx$/i, '.detector');
+  const out = resolve(options.out ?? `${model.startsWith('builtin:') ? name : model.replace(/[\\/]+$/, '').replace(/\.onnx$/i, '.detector')}.onnx`);
+  await checkReplaceable(out, 'file', EXPORT_FILE_GUARD);
+  const reporter = reporterFor(options);
+  const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter });
+  try {
+    const task = reporter.task(`exporting ${name}`, 1, 'models');
+    const result = await exportDetector(detector, { threshold: options.threshold, maxDetections: options.maxDetections });
+    await writeFileAtomic(out, result.onnx, { guard: EXPORT_FILE_GUARD });
+    task.done(megabytes(result.onnx.byteLength));
+    const { input, output } = result.metadata;
+    emit(options, { file: out, bytes: result.onnx.byteLength, metadata: result.metadata, check: result.check }, () =>
+      [
+        `${out} (${megabytes(result.onnx.byteLength)}, fp32, ${detector.classes.length} classes)`,
+        `  input   ${input.kind === 'image' ? `${input.name}: uint8 [1, ${input.height}, ${input.width}, 3] RGB; ${input.resize === 'letterbox' ? `letterbox (aspect kept, padded with ${input.padValue})` : 'stretch'} to ${input.width}×${input.height}` : ''}`,
+        `  output  ${output.name}: float32 [N, 6] (x1, y1, x2, y2, score, class) in input pixels, score ≥ ${output.kind === 'detections' ? output.threshold : ''}, at most ${output.kind === 'detections' ? output.maxDetections : ''}`,
+        `  check   same boxes as the library on ${result.check.images} probe images; max relative |Δbox| ${result.check.maxBoxDifference.toExponential(1)}, max |Δscore| ${result.check.maxScoreDifference.toExponential(1)}`,
+      ].join('\n'),
+    );
+  } finally {
+    await detector.dispose();
+  }
 }
 
 function megabytes(bytes: number): string {

@@ -19,6 +19,9 @@
 import * as ort from 'onnxruntime-web';
 import {
   cropBox,
+  detectionPlacement,
+  detectionsFromRows,
+  type ExportedDetection,
   padTokenIds,
   parseExportMetadata,
   readOnnxMetadata,
@@ -34,10 +37,10 @@ import { downmix, resample } from './resample.js';
 import { textFeaturizer, type TextFeaturizer } from './text-input.js';
 
 export { env } from 'onnxruntime-web';
-export { cropBox, parseExportMetadata, readOnnxMetadata, topPredictions, METADATA_KEYS } from './format.js';
+export { cropBox, detectionPlacement, detectionsFromRows, parseExportMetadata, readOnnxMetadata, topPredictions, METADATA_KEYS } from './format.js';
 // Pure JS, for consumers that run the file with another runtime (onnxruntime-node, say) but need headstart's text featurisation.
 export { textFeaturizer, type PlainTensor, type TextFeaturizer } from './text-input.js';
-export type { ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedWordsInput, ExportedTfidfInput, ExportedAudioInput, ExportedOutput, Prediction, Provenance } from './format.js';
+export type { ExportedDetection, ExportedDetectionsOutput, ExportMetadata, ExportedImageInput, ExportedTextInput, ExportedWordsInput, ExportedTfidfInput, ExportedAudioInput, ExportedOutput, Prediction, Provenance } from './format.js';
 
 /** Anything a browser can draw, a Blob (a file from an <input>), or the URL of an image (for text models: the text). */
 export type ImageSource =
@@ -182,6 +185,82 @@ export class WebClassifier {
     const probabilities = (output.data as Float32Array).slice();
     output.dispose();
     return probabilities;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/**
+ * Opens a detector export (`headstart export builtin:centernet`, a fine-tuned detector, a YOLO file):
+ *
+ *   const detector = await loadDetector('/models/centernet.onnx');
+ *   for (const { label, score, box } of await detector.detect(img)) draw(box);
+ */
+export async function loadDetector(model: string | URL | ArrayBuffer | Uint8Array, options: LoadOptions = {}): Promise<WebDetector> {
+  const bytes =
+    model instanceof Uint8Array ? model : model instanceof ArrayBuffer ? new Uint8Array(model) : new Uint8Array(await (await fetchOk(model)).arrayBuffer());
+  const metadata = parseExportMetadata(readOnnxMetadata(bytes));
+  if (metadata.output.kind !== 'detections' || metadata.input.kind !== 'image') throw new Error('not a detector export: its output is not [N, 6] detections (use loadClassifier)');
+  const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], graphOptimizationLevel: 'all', ...options.sessionOptions });
+  return new WebDetector(session, metadata, metadata.input);
+}
+
+/** A detector export on onnxruntime-web: boxes in the photo's own pixels (as displayed, EXIF applied). */
+export class WebDetector {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    readonly metadata: ExportMetadata,
+    readonly input: ExportedImageInput,
+  ) {}
+
+  get labels(): string[] {
+    return this.metadata.labels;
+  }
+
+  /** Boxes of one image, best first; `minScore` filters above the file's own threshold. */
+  async detect(source: ImageSource, options: { minScore?: number } = {}): Promise<ExportedDetection[]> {
+    const { image, width, height, close } = await drawable(source);
+    try {
+      const place = detectionPlacement(width, height, this.input);
+      const canvas = typeof OffscreenCanvas === 'function' ? new OffscreenCanvas(this.input.width, this.input.height) : Object.assign(document.createElement('canvas'), { width: this.input.width, height: this.input.height });
+      const context = canvas.getContext('2d', { willReadFrequently: true }) as CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D | null;
+      if (!context) throw new Error('no 2D canvas context available');
+      const pad = this.input.padValue ?? 0;
+      context.fillStyle = `rgb(${pad},${pad},${pad})`;
+      context.fillRect(0, 0, this.input.width, this.input.height);
+      context.imageSmoothingEnabled = true;
+      context.imageSmoothingQuality = 'high';
+      context.drawImage(image, 0, 0, width, height, place.x, place.y, place.width, place.height);
+      const rgba = context.getImageData(0, 0, this.input.width, this.input.height).data;
+      const rgb = new Uint8Array(this.input.width * this.input.height * 3);
+      for (let p = 0, q = 0; p < rgba.length; p += 4, q += 3) {
+        rgb[q] = rgba[p]!;
+        rgb[q + 1] = rgba[p + 1]!;
+        rgb[q + 2] = rgba[p + 2]!;
+      }
+      return detectionsFromRows(await this.rows(rgb), this.labels, place, width, height, options.minScore);
+    } finally {
+      close?.();
+    }
+  }
+
+  /** Boxes for pixels already placed at the input size (uint8 RGB, HWC), mapped with `placement` to a width×height photo. */
+  async detectPixels(pixels: Uint8Array, placement: { scaleX: number; scaleY: number; padX: number; padY: number }, width: number, height: number): Promise<ExportedDetection[]> {
+    return detectionsFromRows(await this.rows(pixels), this.labels, placement, width, height);
+  }
+
+  /** The raw [N, 6] rows (x1, y1, x2, y2, score, class) in input pixels. */
+  async rows(pixels: Uint8Array): Promise<Float32Array> {
+    const { width, height, name } = this.input;
+    if (pixels.length !== width * height * 3) throw new Error(`expected ${width}×${height} RGB pixels (${width * height * 3} bytes), got ${pixels.length}`);
+    const outputName = this.metadata.output.name;
+    const results = await this.session.run({ [name]: new ort.Tensor('uint8', pixels, [1, height, width, 3]) }, [outputName]);
+    const output = results[outputName]!;
+    const rows = (output.data as Float32Array).slice();
+    output.dispose();
+    return rows;
   }
 
   async release(): Promise<void> {
