@@ -4,7 +4,7 @@ import { createSession, ort, type SessionLike } from '../backbones/onnx-session.
 type Session = Awaited<ReturnType<typeof createSession>>;
 import { readImageHeader, toTensor } from '../data/image-decode.js';
 import { dataError, messageOf, modelError } from '../util/errors.js';
-import { readOnnxMetadata } from '../web/format.js';
+import { detectionPlacement, readOnnxMetadata } from '../web/format.js';
 import { iou, type Box } from './boxes.js';
 import type { Detection } from './coco-eval.js';
 import type { DetectorGraphSpec, DetectorLayout, PreparedImage, PreparedPixels } from './layout.js';
@@ -66,13 +66,9 @@ export class YoloLayout implements DetectorLayout {
       const turned = header.orientation >= 5;
       const width = turned ? header.height : header.width;
       const height = turned ? header.width : header.height;
-      const r = Math.min(this.inputWidth / width, this.inputHeight / height);
-      const newW = Math.round(width * r);
-      const newH = Math.round(height * r);
-      const dw = (this.inputWidth - newW) / 2;
-      const dh = (this.inputHeight - newH) / 2;
-      const top = Math.round(dh - 0.1);
-      const left = Math.round(dw - 0.1);
+      // The geometry a consumer of the export computes from its metadata (src/web/format.ts).
+      const place = detectionPlacement(width, height, { resize: 'letterbox', width: this.inputWidth, height: this.inputHeight });
+      const [newW, newH, left, top] = [place.width, place.height, place.x, place.y];
       let image = sharp(bytes).rotate();
       if (newW !== width || newH !== height) image = image.resize(newW, newH, { fit: 'fill', kernel: 'linear' });
       const { data } = await image
@@ -81,7 +77,7 @@ export class YoloLayout implements DetectorLayout {
         .toColourspace('srgb')
         .raw()
         .toBuffer({ resolveWithObject: true });
-      return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, scaleX: 1 / r, scaleY: 1 / r, padX: left, padY: top };
+      return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width, height, scaleX: place.scaleX, scaleY: place.scaleY, padX: left, padY: top };
     } catch (error) {
       throw dataError(`cannot decode image: ${messageOf(error)}`, source, error);
     }

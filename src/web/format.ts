@@ -308,8 +308,9 @@ export function detectionPlacement(
     const r = Math.min(width / sourceWidth, height / sourceHeight);
     const newWidth = Math.round(sourceWidth * r);
     const newHeight = Math.round(sourceHeight * r);
-    const left = Math.round((width - newWidth) / 2 - 0.1);
-    const top = Math.round((height - newHeight) / 2 - 0.1);
+    // `+ 0`: Math.round(-0.1) is −0.
+    const left = Math.round((width - newWidth) / 2 - 0.1) + 0;
+    const top = Math.round((height - newHeight) / 2 - 0.1) + 0;
     return { x: left, y: top, width: newWidth, height: newHeight, scaleX: 1 / r, scaleY: 1 / r, padX: left, padY: top };
   }
   if (target.resize !== 'stretch') throw new Error(`detector inputs are stretched or letterboxed, not "${target.resize}"`);
