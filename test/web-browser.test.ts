@@ -1,9 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { extname, join, normalize } from 'node:path';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { prepareImagePixels } from '../src/data/image-decode.js';
 import { ExportedModel } from '../src/export/exported-model.js';
 import { exportClassifier } from '../src/export/onnx-export.js';
 import { HYMENOPTERA, SHARED, tempDir } from './helpers/images.js';
+import { staticServer } from './helpers/static-server.js';
 import { FSDD, makeToneFolder, SPEECH_EMBEDDING_FOLDER, tone, wavBytes } from './helpers/audio.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -41,42 +41,6 @@ const TEXTS = ['Loved it!', 'Une œuvre déjà culte, naïve et drôle', 'dull',
 /** For the word-vector and TF-IDF models also unknown words only, clitics and hyphens, and no words at all. */
 const WORD_TEXTS = [...TEXTS, 'qzxwv blorptangle frumious', "didn't like the well-known ending", '?!'];
 const CHROMIUM = '/usr/bin/chromium';
-const TYPES: Record<string, string> = {
-  '.html': 'text/html',
-  '.js': 'text/javascript',
-  '.mjs': 'text/javascript',
-  '.wasm': 'application/wasm',
-  '.onnx': 'application/octet-stream',
-  '.jpg': 'image/jpeg',
-  '.map': 'application/json',
-  '.wav': 'audio/wav',
-};
-
-/**
- * Serves fixed URL prefixes from fixed folders on 127.0.0.1, laid out like the repository so the
- * example page's import map works unchanged: /examples/web/, /dist/web/ (compiled for this test),
- * /node_modules/onnxruntime-web/dist/ (the wasm files, no CDN), plus the model and images.
- */
-async function staticServer(mounts: Record<string, string>): Promise<{ server: Server; origin: string }> {
-  const server = createServer(async (request, response) => {
-    const path = decodeURIComponent(new URL(request.url ?? '/', 'http://localhost').pathname);
-    const prefix = Object.keys(mounts).find((p) => path.startsWith(p));
-    const relative = prefix === undefined ? undefined : normalize(path.slice(prefix.length) || 'index.html');
-    if (prefix === undefined || relative === undefined || relative.startsWith('..')) {
-      response.writeHead(404).end();
-      return;
-    }
-    try {
-      const body = await readFile(join(mounts[prefix]!, relative));
-      response.writeHead(200, { 'content-type': TYPES[extname(relative)] ?? 'application/octet-stream' }).end(body);
-    } catch {
-      response.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
-}
-
 interface PageResult {
   name: string;
   predictions: { label: string; probability: number }[];
