@@ -4,10 +4,10 @@ import { Detector } from '../detector/detector.js';
 import { drawBoxes } from '../detector/draw.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { usageError } from '../util/errors.js';
-import { cacheDirOf, emit, integer, reporterFor, withCommonOptions, type GlobalOptions } from './common.js';
+import { cacheDirOf, emit, hubOptionsOf, integer, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 import { readFile } from 'node:fs/promises';
 
-interface DetectCliOptions extends GlobalOptions {
+interface DetectCliOptions extends GlobalOptions, HubCliOptions {
   threshold: number;
   maxDetections: number;
   draw?: string;
@@ -20,21 +20,21 @@ function score(value: string): number {
 }
 
 export function detectCommand(): Command {
-  return withCommonOptions(
+  return withCommonOptions(withHubOptions(
     new Command('detect')
       .description('find objects in images: boxes, labels and scores')
-      .argument('<model>', 'a detection model folder written by `headstart train`, or builtin:centernet (COCO\'s 80 classes)')
+      .argument('<model>', 'a detection model folder written by `headstart train`, builtin:centernet (COCO\'s 80 classes), a YOLO .onnx, a DETR folder or hf:<owner>/<repo> (transformers.js DETR)')
       .argument('<images...>', 'image files')
       .option('--threshold <score>', 'lowest score to report', score, 0.25)
       .option('--max-detections <n>', 'at most this many boxes per image', integer('--max-detections', 1), 100)
       .option('--draw <dir>', 'also write a copy of each image with its boxes and labels drawn into this folder'),
-  ).action(async (model: string, images: string[], options: DetectCliOptions) => {
+  )).action(async (model: string, images: string[], options: DetectCliOptions) => {
     const inputs = new Set(images.map((image) => resolve(image)));
     const drawPaths = options.draw ? images.map((image) => join(options.draw!, `${basename(image, extname(image))}.jpg`)) : [];
     const clash = drawPaths.find((path) => inputs.has(resolve(path)));
     if (clash) throw usageError(`--draw would overwrite the input ${clash}; choose another folder`);
     if (new Set(drawPaths).size !== drawPaths.length) throw usageError('--draw: two inputs have the same file name; they would overwrite each other');
-    const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter: reporterFor(options) });
+    const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter: reporterFor(options), hub: hubOptionsOf(options) });
     try {
       const results = await detector.detectMany(images, { threshold: options.threshold, maxDetections: options.maxDetections });
       if (options.draw) {

@@ -17,7 +17,7 @@ export function evalCommand(): Command {
   )).action(async (model: string, data: string, options: GlobalOptions & HubCliOptions & { textColumn?: string; labelColumn?: string }) => {
     const reporter = reporterFor(options);
     if (await Detector.isDetectorReference(model)) {
-      const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter });
+      const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) });
       try {
         const result = await detector.evaluatePath(data);
         emit(options, { model, data, task: 'detect', ...result }, () =>

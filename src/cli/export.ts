@@ -115,7 +115,7 @@ async function exportDetectorCommand(model: string, options: ExportCommandOption
   const out = resolve(options.out ?? `${model.startsWith('builtin:') ? name : model.replace(/[\\/]+$/, '').replace(/\.onnx$/i, '.detector')}.onnx`);
   await checkReplaceable(out, 'file', EXPORT_FILE_GUARD);
   const reporter = reporterFor(options);
-  const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter });
+  const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter, hub: hubOptionsOf(options) });
   try {
     const task = reporter.task(`exporting ${name}`, 1, 'models');
     const result = await exportDetector(detector, { threshold: options.threshold, maxDetections: options.maxDetections });

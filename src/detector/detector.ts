@@ -11,6 +11,8 @@ import type { DetectorLayout } from './layout.js';
 import { readDetectionDataset } from './read-dataset.js';
 import { YoloLayout } from './yolo-layout.js';
 import { DetrLayout } from './detr-layout.js';
+import { parseModelReference } from '../hub/reference.js';
+import { pullModel, type PullOptions } from '../hub/pull.js';
 
 export const BUILTIN_DETECTORS = {
   centernet: 'CenterNet (MobileNetV3), COCO\'s 80 classes, 512 px (TF.js graph model bundled in @vladmandic/human, MIT)',
@@ -20,6 +22,8 @@ export interface DetectorLoadOptions {
   cacheDir?: string;
   reporter?: Reporter;
   threads?: number;
+  /** How `hf:` references are pulled (token, offline mode, Hugging Face cache folder, endpoint). */
+  hub?: Pick<PullOptions, 'token' | 'offline' | 'cacheDir' | 'endpoint' | 'fetch'>;
 }
 
 export interface DetectOptions {
@@ -63,12 +67,15 @@ export class Detector {
   /** Whether a model reference names a detector (shared commands dispatch on it). */
   static async isDetectorReference(reference: string): Promise<boolean> {
     if (reference.startsWith('builtin:')) return reference.slice('builtin:'.length) in BUILTIN_DETECTORS;
+    // A classifier is always a local model folder: an `hf:` model given where a trained model is expected can only be a detector.
+    if (reference.startsWith('hf:')) return true;
     return reference.toLowerCase().endsWith('.onnx') || (await DetrLayout.isDetrFolder(reference));
   }
 
   /**
    * `builtin:centernet`, an ONNX file in Ultralytics YOLO's layout (`images` → `output0`), or a
-   * DETR folder in the transformers.js layout (`pixel_values` → `logits` + `pred_boxes`).
+   * DETR folder in the transformers.js layout (`pixel_values` → `logits` + `pred_boxes`), locally or
+   * as `hf:<owner>/<repo>[@<revision>]` pulled through src/hub into the Hugging Face cache.
    */
   static async load(reference: string, options: DetectorLoadOptions = {}): Promise<Detector> {
     const cacheDir = options.cacheDir ?? defaultCacheDir();
@@ -76,6 +83,17 @@ export class Detector {
       const name = reference.slice('builtin:'.length);
       if (name !== 'centernet') throw usageError(`unknown builtin detector "${name}"; builtins: ${Object.keys(BUILTIN_DETECTORS).map((n) => `builtin:${n}`).join(', ')}`);
       return new Detector(reference, await CenterNetLayout.builtin({ cacheDir, reporter: options.reporter ?? silentReporter, threads: options.threads }));
+    }
+    if (reference.startsWith('hf:')) {
+      const ref = parseModelReference(reference);
+      if (ref.kind !== 'hf') throw usageError(`${reference}: not a Hugging Face reference`);
+      // config.json (id2label), preprocessor_config.json and onnx/model.onnx: the files filesForModel picks.
+      const pulled = await pullModel(ref.repo, { ...options.hub, revision: ref.revision, reporter: options.reporter });
+      if (!(await DetrLayout.isDetrFolder(pulled.snapshotDir))) {
+        throw modelError(`hf:${ref.repo} is not a detector in the transformers.js layout (config.json with a DETR model_type and onnx/model.onnx)`, pulled.snapshotDir);
+      }
+      // Pinned to the commit pulled, as hf: backbones are.
+      return new Detector(`hf:${ref.repo}@${pulled.commit}`, await DetrLayout.open(pulled.snapshotDir, options.threads));
     }
     const info = await stat(reference).catch(() => undefined);
     if (!info) throw usageError(`detector "${reference}" is neither a builtin (${Object.keys(BUILTIN_DETECTORS).map((n) => `builtin:${n}`).join(', ')}) nor an existing file`);
