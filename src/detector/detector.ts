@@ -141,15 +141,20 @@ export class Detector {
    * classes of this detector (the builtin evaluates on COCO-named data); other classes are not scored.
    */
   async evaluate(items: DetectionItem[], classes: string[], options: { scoreThreshold?: number } = {}): Promise<DetectionMetrics> {
+    return (await this.evaluateImages(items, classes, options)).metrics;
+  }
+
+  /** `evaluate`, also returning each image's ground truth and detections (class indices of `classes`), for the report's gallery. */
+  async evaluateImages(items: DetectionItem[], classes: string[], options: { scoreThreshold?: number } = {}): Promise<{ metrics: DetectionMetrics; images: EvaluatedImage[] }> {
     const mapping = classes.map((name) => this.classes.indexOf(name));
     const unknown = classes.filter((_, i) => mapping[i]! < 0);
     if (unknown.length) throw dataError(`the detector does not know class${unknown.length > 1 ? 'es' : ''} ${unknown.map((c) => `"${c}"`).join(', ')} (it knows ${this.classes.slice(0, 8).join(', ')}${this.classes.length > 8 ? ', …' : ''})`);
     const found = await this.detectItems(items);
-    const evaluated: EvaluatedImage[] = items.map((item, i) => ({
+    const images: EvaluatedImage[] = items.map((item, i) => ({
       boxes: item.boxes,
       detections: found[i]!.map((d) => ({ ...d, label: mapping.indexOf(d.label) })).filter((d) => d.label >= 0),
     }));
-    return evaluateDetections(evaluated, classes, options);
+    return { metrics: evaluateDetections(images, classes, options), images };
   }
 
   /**
