@@ -62,5 +62,7 @@ export async function occlusion(
       fill(0, 0);
     });
   }
-  return Float32Array.from(sum, (s, i) => (count[i]! > 0 ? s / count[i]! : 0));
+  const out = new Float32Array(sum.length);
+  for (let i = 0; i < out.length; i++) out[i] = count[i]! > 0 ? sum[i]! / count[i]! : 0;
+  return out;
 }
