@@ -21,11 +21,12 @@ export interface PreparedPixels extends Omit<PreparedImage, 'data'> {
 
 /**
  * What `headstart export` needs to put a layout's decoding into the graph (src/export/detector-export.ts):
- * the ONNX file, its tensor names, and the geometry its input is prepared with.
+ * the ONNX file (a path, or the bytes of a graph held in memory, e.g. a fine-tuned one), its tensor
+ * names, and the geometry its input is prepared with.
  */
 export type DetectorGraphSpec =
-  | { kind: 'centernet'; model: string; inputName: string; heatmapOutput: string; sidesOutput: string; inputSize: number; stride: number }
-  | { kind: 'ultralytics-yolo'; model: string; inputName: string; outputName: string; inputWidth: number; inputHeight: number; nmsIou: number; nmsMax: number };
+  | { kind: 'centernet'; model: string | Uint8Array; inputName: string; heatmapOutput: string; sidesOutput: string; inputSize: number; stride: number }
+  | { kind: 'ultralytics-yolo'; model: string | Uint8Array; inputName: string; outputName: string; inputWidth: number; inputHeight: number; nmsIou: number; nmsMax: number };
 
 /**
  * What differs between detector formats (CenterNet maps, Ultralytics YOLO rows, DETR queries):

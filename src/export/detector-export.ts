@@ -60,7 +60,8 @@ export async function exportDetector(detector: Detector, options: DetectorExport
   const layout = detector.layout;
   const spec = layout.graphSpec?.();
   if (!spec || !layout.preparePixels) throw usageError(`cannot export a ${layout.kind} detector: export covers CenterNet (builtin:centernet and models fine-tuned from it) and Ultralytics YOLO files`);
-  const graph = await readBackboneGraph(spec.model, spec.model);
+  const origin = typeof spec.model === 'string' ? spec.model : detector.reference;
+  const graph = await readBackboneGraph(spec.model, origin);
   const added = new OnnxGraph();
   for (const name of graph.taken) added.reserveName(name);
   const classes = detector.classes.length;
@@ -106,7 +107,7 @@ export async function exportDetector(detector: Detector, options: DetectorExport
   const bytes = onnx.ModelProto.encode(model).finish();
   const check = await checkAgainstLibrary(detector, bytes, threshold, maxDetections);
   if (!check.sameDetections || check.maxBoxDifference > CHECK_TOLERANCE || check.maxScoreDifference > CHECK_TOLERANCE) {
-    throw modelError(`the exported detector disagrees with the library (${JSON.stringify(check)}); please report this`, spec.model);
+    throw modelError(`the exported detector disagrees with the library (${JSON.stringify(check)}); please report this`, origin);
   }
   return { onnx: bytes, metadata, check };
 }
