@@ -47,8 +47,9 @@ export class CenterNetLayout implements DetectorLayout {
   /** The graph on a batch of prepared inputs. */
   async forward(batch: Float32Array[]): Promise<CenterNetMaps> {
     const plane = this.inputSize * this.inputSize * 3;
-    const data = new Float32Array(batch.length * plane);
-    batch.forEach((image, i) => data.set(image, i * plane));
+    // One image is handed over as it is: copying 3 MB per run is measurable beside a 50 ms forward.
+    const data = batch.length === 1 ? batch[0]! : new Float32Array(batch.length * plane);
+    if (batch.length > 1) batch.forEach((image, i) => data.set(image, i * plane));
     const input = new ort.Tensor('float32', data, [batch.length, this.inputSize, this.inputSize, 3]);
     const outputs = await this.session.run({ [this.graph.inputName]: input }, [this.graph.heatmapOutput, this.graph.sidesOutput]);
     return { heatmap: outputs[this.graph.heatmapOutput]!.data as Float32Array, sides: outputs[this.graph.sidesOutput]!.data as Float32Array, count: batch.length };
