@@ -109,6 +109,7 @@ export async function loadModelFolder(dir: string): Promise<{ manifest: ModelMan
     throw modelError(missing ? 'not a headstart model folder (no manifest.json)' : `unreadable manifest: ${messageOf(error)}`, missing ? dir : manifestPath, error);
   }
   if (manifest.format !== MODEL_FORMAT) throw modelError(`not a headstart model manifest (format "${String(manifest.format)}")`, manifestPath);
+  if ((manifest as { task?: string }).task === 'detect') throw modelError('a detector model folder, not a classifier: open it with Detector.load (headstart detect / eval)', manifestPath);
   if (manifest.formatVersion > MODEL_FORMAT_VERSION) {
     throw modelError(`written by a newer headstart (format ${manifest.formatVersion}; this one reads up to ${MODEL_FORMAT_VERSION})`, manifestPath);
   }

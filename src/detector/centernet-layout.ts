@@ -21,12 +21,18 @@ export class CenterNetLayout implements DetectorLayout {
   private constructor(
     readonly classes: string[],
     private readonly session: SessionLike,
-    private readonly graph: CenterNetGraph,
+    /** `model` is bytes for a graph held in memory (a fine-tuned one). */
+    private readonly graph: Omit<CenterNetGraph, 'model'> & { model: string | Uint8Array },
   ) {}
 
   static async builtin(options: { cacheDir: string; reporter?: Reporter; threads?: number }): Promise<CenterNetLayout> {
     const graph = await builtinCenterNet(options);
     return new CenterNetLayout([...COCO_CLASSES], await createSession(graph.model, graph.origin, options.threads), graph);
+  }
+
+  /** A fine-tuned CenterNet graph (a detector model folder's): same inputs and outputs as the builtin's, `classes.length` heatmap channels. */
+  static async open(graph: CenterNetGraph, classes: string[], threads?: number, bytes?: Uint8Array): Promise<CenterNetLayout> {
+    return new CenterNetLayout([...classes], await createSession(bytes ?? graph.model, graph.origin, threads), { ...graph, model: bytes ?? graph.model });
   }
 
   async prepare(bytes: Uint8Array, source?: string): Promise<PreparedImage> {

@@ -10,6 +10,7 @@ import type { DetectionItem, DetectionSplitOptions } from './detection-dataset.j
 import type { DetectorLayout } from './layout.js';
 import { readDetectionDataset } from './read-dataset.js';
 import { YoloLayout } from './yolo-layout.js';
+import { isDetectorFolder, loadDetectorFolder, saveDetectorFolder, type DetectorManifest, type DetectorManifestInput } from '../artifacts/detector-folder.js';
 import { DetrLayout } from './detr-layout.js';
 import { parseModelReference } from '../hub/reference.js';
 import { pullModel, type PullOptions } from '../hub/pull.js';
@@ -58,7 +59,36 @@ export class Detector {
   private constructor(
     readonly reference: string,
     readonly layout: DetectorLayout,
+    /** A trained (or loaded) detector's graph and manifest, what `save` writes. */
+    private readonly trained?: { graph: Uint8Array; manifest: DetectorManifestInput },
   ) {}
+
+  /** The model folder's manifest fields (trained or loaded from a folder), for reports and export. */
+  get manifest(): DetectorManifestInput | undefined {
+    return this.trained?.manifest;
+  }
+
+  /** The serialised CenterNet graph of a trained or folder-loaded detector (inputs and outputs as the builtin's). */
+  get graph(): Uint8Array | undefined {
+    return this.trained?.graph;
+  }
+
+  /** @internal Used by training: a detector over a fine-tuned graph held in memory. */
+  static async fromTrained(graph: Uint8Array, manifest: DetectorManifestInput, origin: string, threads?: number): Promise<Detector> {
+    const layout = await CenterNetLayout.open(
+      { model: origin, origin, sha256: '', inputName: manifest.detector.inputName, heatmapOutput: manifest.detector.heatmapOutput, sidesOutput: manifest.detector.sidesOutput },
+      manifest.labels,
+      threads,
+      graph,
+    );
+    return new Detector(origin, layout, { graph, manifest });
+  }
+
+  /** Writes the model folder (manifest.json, metrics.json, detector.onnx) atomically. */
+  async save(dir: string, fill?: (stagedDir: string) => Promise<void>): Promise<DetectorManifest> {
+    if (!this.trained) throw usageError(`only a trained detector (Detector.train) or one loaded from a model folder can be saved; ${this.reference} is a ${this.layout.kind} model used as it is`);
+    return saveDetectorFolder(dir, this.trained.manifest, this.trained.graph, fill);
+  }
 
   get classes(): string[] {
     return this.layout.classes;
@@ -69,13 +99,14 @@ export class Detector {
     if (reference.startsWith('builtin:')) return reference.slice('builtin:'.length) in BUILTIN_DETECTORS;
     // A classifier is always a local model folder: an `hf:` model given where a trained model is expected can only be a detector.
     if (reference.startsWith('hf:')) return true;
-    return reference.toLowerCase().endsWith('.onnx') || (await DetrLayout.isDetrFolder(reference));
+    return reference.toLowerCase().endsWith('.onnx') || (await isDetectorFolder(reference)) || (await DetrLayout.isDetrFolder(reference));
   }
 
   /**
-   * `builtin:centernet`, an ONNX file in Ultralytics YOLO's layout (`images` → `output0`), or a
-   * DETR folder in the transformers.js layout (`pixel_values` → `logits` + `pred_boxes`), locally or
-   * as `hf:<owner>/<repo>[@<revision>]` pulled through src/hub into the Hugging Face cache.
+   * `builtin:centernet`, a detector model folder (`Detector.train` → `save`), an ONNX file in
+   * Ultralytics YOLO's layout (`images` → `output0`), or a DETR folder in the transformers.js layout
+   * (`pixel_values` → `logits` + `pred_boxes`), locally or as `hf:<owner>/<repo>[@<revision>]` pulled
+   * through src/hub into the Hugging Face cache.
    */
   static async load(reference: string, options: DetectorLoadOptions = {}): Promise<Detector> {
     const cacheDir = options.cacheDir ?? defaultCacheDir();
@@ -98,8 +129,14 @@ export class Detector {
     const info = await stat(reference).catch(() => undefined);
     if (!info) throw usageError(`detector "${reference}" is neither a builtin (${Object.keys(BUILTIN_DETECTORS).map((n) => `builtin:${n}`).join(', ')}) nor an existing file`);
     if (info.isFile() && reference.toLowerCase().endsWith('.onnx')) return new Detector(reference, await YoloLayout.open(reference, options.threads));
+    if (info.isDirectory() && (await isDetectorFolder(reference))) {
+      const { manifest, graphPath, graph } = await loadDetectorFolder(reference);
+      const { format: _f, formatVersion: _v, task: _t, headstartVersion: _h, createdAt: _c, ...rest } = manifest;
+      const layout = await CenterNetLayout.open({ model: graphPath, origin: graphPath, sha256: manifest.detector.sha256, inputName: manifest.detector.inputName, heatmapOutput: manifest.detector.heatmapOutput, sidesOutput: manifest.detector.sidesOutput }, manifest.labels, options.threads);
+      return new Detector(reference, layout, { graph, manifest: rest });
+    }
     if (info.isDirectory() && (await DetrLayout.isDetrFolder(reference))) return new Detector(reference, await DetrLayout.open(reference, options.threads));
-    throw modelError('not a detector: expected builtin:centernet, an Ultralytics YOLO .onnx export or a DETR folder (transformers.js layout)', reference);
+    throw modelError('not a detector: expected builtin:centernet, a headstart detector folder, an Ultralytics YOLO .onnx export or a DETR folder (transformers.js layout)', reference);
   }
 
   async detect(input: Uint8Array | string, options: DetectOptions = {}): Promise<ImageDetections> {

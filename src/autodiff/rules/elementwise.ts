@@ -57,6 +57,9 @@ function dataTypeOf(g: RuleContext, tensor: string): number {
 
 const sqrt: GradientRule = (g) => [g.b.op('Div', [g.b.mul(g.dy()!, g.b.scalar(0.5, g.output(0))), g.output(0)])];
 
+/** d|x|/dx = sign(x) (0 at 0, as torch.abs). */
+const abs: GradientRule = (g) => [g.b.sameShape(g.b.mul(g.dy()!, g.b.op('Sign', [g.input(0)])), g.input(0))];
+
 const exp: GradientRule = (g) => [g.b.mul(g.dy()!, g.output(0))];
 
 const log: GradientRule = (g) => [g.b.op('Div', [g.dy()!, g.input(0)])];
@@ -144,6 +147,7 @@ export const ELEMENTWISE_RULES: Record<string, GradientRule> = {
   Pow: pow,
   Sqrt: sqrt,
   Exp: exp,
+  Abs: abs,
   Log: log,
   Neg: neg,
   Identity: identity,
