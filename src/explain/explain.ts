@@ -10,9 +10,11 @@ import { usageError } from '../util/errors.js';
 import { explainAudio, type AudioExplanation } from './audio-explainer.js';
 import { IMAGE_METHODS, ImageExplainer, type ImageExplainOptions, type ImageExplanation, type ImageMethod } from './image-explainer.js';
 import { explainText, type TextExplanation, type TextMethod } from './text-explainer.js';
+import { TextAttribution } from './text-integrated-gradients.js';
+import { TransformerTextBackbone } from '../backbones/text-transformer.js';
 
-export const TEXT_METHODS = ['word-contributions', 'leave-one-out'] as const satisfies readonly TextMethod[];
-export const EXPLAIN_METHODS = [...IMAGE_METHODS, ...TEXT_METHODS] as const;
+export const TEXT_METHODS = ['word-contributions', 'integrated-gradients', 'leave-one-out'] as const satisfies readonly TextMethod[];
+export const EXPLAIN_METHODS = [...IMAGE_METHODS, 'word-contributions', 'leave-one-out'] as const;
 export type ExplainMethod = ImageMethod | TextMethod;
 
 const METHODS_OF = { image: IMAGE_METHODS, text: TEXT_METHODS, audio: ['occlusion'] } as const;
@@ -29,6 +31,17 @@ export interface ExplainOptions extends Omit<ImageExplainOptions, 'method'> {
 export type Explanation = ImageExplanation | TextExplanation | AudioExplanation;
 
 const imageExplainers = new WeakMap<Classifier, ImageExplainer>();
+const textAttributions = new WeakMap<Classifier, Promise<TextAttribution>>();
+
+/** The integrated-gradients graph of a transformer text classifier, built on first use and kept with it. */
+function textAttributionOf(classifier: Classifier): Promise<TextAttribution> {
+  let attribution = textAttributions.get(classifier);
+  if (!attribution) {
+    attribution = TextAttribution.create(classifier.backbone as TransformerTextBackbone, classifier.head.state(), classifier.manifest.calibration?.temperature ?? 1);
+    textAttributions.set(classifier, attribution);
+  }
+  return attribution;
+}
 
 /** The explainer of an image classifier, built on first use and kept with the classifier. */
 export function imageExplainerOf(classifier: Classifier): ImageExplainer {
@@ -53,6 +66,9 @@ export async function releaseExplainer(classifier: Classifier): Promise<void> {
   const explainer = imageExplainers.get(classifier);
   imageExplainers.delete(classifier);
   await explainer?.release();
+  const attribution = textAttributions.get(classifier);
+  textAttributions.delete(classifier);
+  await attribution?.then((a) => a.release(), () => undefined);
 }
 
 export function targetIndex(labels: string[], target: string | undefined): number | undefined {
@@ -71,8 +87,15 @@ export async function explainInput(classifier: Classifier, input: string | Uint8
   }
   const read = await classifier.adapter.readInput(input);
   if (modality === 'text') {
-    const model = { backbone: classifier.backbone, head: classifier.head, temperature: classifier.manifest.calibration?.temperature ?? 1, labels: classifier.labels, probabilities: (texts: string[]) => classifier.predictProbabilities(texts) };
-    return explainText(model, read as string, { target, method: options.method as TextMethod | undefined });
+    const model = {
+      backbone: classifier.backbone,
+      head: classifier.head,
+      temperature: classifier.manifest.calibration?.temperature ?? 1,
+      labels: classifier.labels,
+      probabilities: (texts: string[]) => classifier.predictProbabilities(texts),
+      attribution: classifier.backbone instanceof TransformerTextBackbone ? () => textAttributionOf(classifier) : undefined,
+    };
+    return explainText(model, read as string, { target, method: options.method as TextMethod | undefined, steps: options.steps });
   }
   if (modality === 'audio') {
     const sampleRate = (classifier.backbone.preprocessing as { sampleRate?: number }).sampleRate;

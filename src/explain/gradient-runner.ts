@@ -5,7 +5,7 @@
  * own class's logit). Grad-CAM's graph differentiates only from the feature map up, so its backward
  * pass skips the whole trunk below it.
  */
-import { attr, encodeModel } from '../backbones/tfjs/onnx-graph.js';
+import { attr, encodeModel, type OnnxGraph } from '../backbones/tfjs/onnx-graph.js';
 import { ort, sessionOptions } from '../backbones/onnx-session.js';
 import { GraphBuilder } from '../autodiff/builder.js';
 import { addGradients } from '../autodiff/gradients.js';
@@ -30,6 +30,19 @@ export interface GradientResult {
 /** Examples per onnxruntime run: integrated gradients' steps go through in batches of this many. */
 export const GRADIENT_BATCH = 8;
 
+/**
+ * Appends to `graph` a one-hot target input [batch, classes] and the gradient of
+ * Σₙ logitsₙ · targetₙ with respect to `tensor`: each row's gradient is that of its own class's logit.
+ */
+export function addTargetScoreGradient(graph: OnnxGraph, info: TensorInfoMap, logits: string, classes: number, tensor: string, origin: string): { target: string; gradient: string } {
+  const b = new GraphBuilder(graph, info, 'explain/');
+  const target = graph.addInput('explain/target', [-1, classes], 'float32');
+  info.set(target, { dtype: 'float32', dims: [-1, classes] });
+  const weighted = b.op('Mul', [logits, target], {}, 'target_logits', [-1, classes]);
+  const score = b.op('ReduceSum', [weighted, b.int64s([0, 1])], { keepdims: attr.int(0) }, 'score', []);
+  return { target, gradient: addGradients(graph, info, { loss: score, wrt: [tensor], origin, prefix: 'explain/grad/' }).get(tensor)! };
+}
+
 export class GradientRunner {
   private constructor(
     private readonly session: ort.InferenceSession,
@@ -42,23 +55,18 @@ export class GradientRunner {
   static async create(source: AttributionModel, wrt: GradientTarget, threads?: number): Promise<GradientRunner> {
     const graph = copyGraph(source.model.graph);
     const info: TensorInfoMap = new Map(source.model.info);
-    const b = new GraphBuilder(graph, info, 'explain/');
-    const target = graph.addInput('explain/target', [-1, source.classes], 'float32');
-    info.set(target, { dtype: 'float32', dims: [-1, source.classes] });
+    let target = '';
     const outputs: { logits: string; gradient?: string; activations?: string; attention: string[] } = { logits: source.logits, attention: [] };
     if (wrt !== 'none') {
-      const weighted = b.op('Mul', [source.logits, target], {}, 'target_logits', [-1, source.classes]);
-      const score = b.op('ReduceSum', [weighted, b.int64s([0, 1])], { keepdims: attr.int(0) }, 'score', []);
       const tensor = wrt === 'input' ? source.input : source.featureMap?.tensor;
       if (!tensor) throw modelError('this backbone has no spatial feature map to take Grad-CAM on (a token-sequence backbone): use integrated gradients or attention rollout', source.model.origin);
-      outputs.gradient = addGradients(graph, info, { loss: score, wrt: [tensor], origin: source.model.origin, prefix: 'explain/grad/' }).get(tensor)!;
+      ({ target, gradient: outputs.gradient } = addTargetScoreGradient(graph, info, source.logits, source.classes, tensor, source.model.origin));
       if (wrt === 'feature-map') outputs.activations = tensor;
     } else {
       outputs.attention = source.attention?.tensors ?? [];
     }
     const names = [outputs.logits, outputs.gradient, outputs.activations, ...outputs.attention].filter((name): name is string => !!name);
     graph.outputs = names.map((name) => ({ name, shape: info.get(name)?.dims ?? [] }));
-    if (wrt === 'none') graph.inputs.splice(graph.inputs.indexOf(graph.inputs.find((input) => input.name === target)!), 1);
     pruneToOutputs(graph);
     matchScalarRanks(graph, info);
     const bytes = encodeModel(graph, 'explain', `logits and the target score's gradient with respect to the ${wrt}`, { producer: 'headstart explain' });

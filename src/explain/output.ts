@@ -44,6 +44,8 @@ export interface TextExplanationJson {
   method: string;
   unit: 'logit' | 'probability';
   words: { text: string; start: number; end: number; score: number }[];
+  /** Integrated gradients: Σ word scores against f(text) − f(baseline). */
+  completeness?: { sum: number; expected: number; relativeError: number };
 }
 
 export function textExplanationJson(input: string, explanation: TextExplanation): TextExplanationJson {
@@ -55,6 +57,7 @@ export function textExplanationJson(input: string, explanation: TextExplanation)
     method: explanation.method,
     unit: explanation.unit,
     words: explanation.words.map((word) => ({ ...word, score: round(word.score) })),
+    ...(explanation.completeness ? { completeness: explanation.completeness } : {}),
   };
 }
 

@@ -5,15 +5,20 @@
  *   to the target's calibrated logit — the pooled features are sums over words (the SIF-weighted
  *   mean) or one word's value (each dimension of the max and min pools), and the head is linear,
  *   so the logit splits exactly into per-word terms plus a constant;
+ * - transformer encoders: integrated gradients on the token embeddings
+ *   (text-integrated-gradients.ts), each word the sum of its tokens' attributions;
  * - any other text model: leave-one-out, the drop of the target's probability when the word is
  *   removed.
  */
+import { TransformerTextBackbone } from '../backbones/text-transformer.js';
 import { WordVectorBackbone } from '../backbones/text-word-vectors.js';
 import { sifWeights } from '../backbones/text-pooling.js';
 import type { Head } from '../heads/head.js';
+import { usageError } from '../util/errors.js';
 import { wordIds } from '../web/word-tokens.js';
+import type { TextAttribution } from './text-integrated-gradients.js';
 
-export type TextMethod = 'word-contributions' | 'leave-one-out';
+export type TextMethod = 'word-contributions' | 'integrated-gradients' | 'leave-one-out';
 
 export interface WordScore {
   text: string;
@@ -35,6 +40,8 @@ export interface TextExplanation {
   /** Word contributions: the part of the logit no word carries (bias and standardisation); words + constant = logit. */
   constant?: number;
   logit?: number;
+  /** Integrated gradients: Σ word scores against f(text) − f(baseline) of the target's calibrated logit. */
+  completeness?: { sum: number; expected: number; relativeError: number };
 }
 
 export interface ExplainableTextModel {
@@ -43,6 +50,8 @@ export interface ExplainableTextModel {
   temperature: number;
   labels: string[];
   probabilities(texts: string[]): Promise<Float32Array>;
+  /** The integrated-gradients graph of a transformer classifier, built on first use and kept. */
+  attribution?: () => Promise<TextAttribution>;
 }
 
 /** Whitespace-separated spans of `text`. */
@@ -50,12 +59,18 @@ export function wordSpans(text: string): { text: string; start: number; end: num
   return Array.from(text.matchAll(/\S+/g), (match) => ({ text: match[0], start: match.index!, end: match.index! + match[0].length }));
 }
 
-export async function explainText(model: ExplainableTextModel, text: string, options: { target?: number; method?: TextMethod } = {}): Promise<TextExplanation> {
+export async function explainText(model: ExplainableTextModel, text: string, options: { target?: number; method?: TextMethod; steps?: number } = {}): Promise<TextExplanation> {
   const probabilities = await model.probabilities([text]);
   const target = options.target ?? indexOfMax(probabilities);
   const base = { modality: 'text' as const, target, label: model.labels[target]!, probability: probabilities[target]! };
   const exact = options.method !== 'leave-one-out' ? wordContributions(model, text, target) : undefined;
   if (exact) return { ...base, method: 'word-contributions', unit: 'logit', ...exact };
+  const transformer = model.backbone instanceof TransformerTextBackbone && model.attribution && model.head.type !== 'knn';
+  if (options.method === 'integrated-gradients' && !transformer) throw usageError('integrated gradients explain transformer text models (the gradient with respect to their token embeddings); use --method leave-one-out');
+  if (transformer && (options.method === undefined || options.method === 'integrated-gradients')) {
+    const words = await integratedGradientWords(model.backbone as TransformerTextBackbone, await model.attribution!(), text, target, options.steps);
+    if (words) return { ...base, method: 'integrated-gradients', unit: 'logit', ...words };
+  }
   const spans = wordSpans(text);
   const without = spans.length > 0 ? await model.probabilities(spans.map((span) => text.slice(0, span.start) + text.slice(span.end))) : new Float32Array();
   const k = model.labels.length;
@@ -65,6 +80,37 @@ export async function explainText(model: ExplainableTextModel, text: string, opt
     unit: 'probability',
     words: spans.map((span, i) => ({ ...span, score: probabilities[target]! - without[i * k + target]! })),
   };
+}
+
+/**
+ * Integrated gradients per word: the text's tokens are those of its whitespace words tokenised
+ * alone (checked, else undefined: leave-one-out then), so each word's score is the sum of its
+ * tokens' attributions. Words past the encoder's maximum length score 0.
+ */
+async function integratedGradientWords(backbone: TransformerTextBackbone, attribution: TextAttribution, text: string, target: number, steps?: number): Promise<Pick<TextExplanation, 'words' | 'logit' | 'completeness'> | undefined> {
+  const { tokenizer } = backbone;
+  const [before, after] = [tokenizer.prefix.length, tokenizer.suffix.length];
+  const { ids } = tokenizer.encode(text);
+  const inner = ids.slice(before, ids.length - after);
+  const spans = wordSpans(text);
+  const perSpan = spans.map((span) => {
+    const own = tokenizer.encode(span.text).ids;
+    return own.length - before - after;
+  });
+  const flat = spans.flatMap((span) => {
+    const own = tokenizer.encode(span.text).ids;
+    return own.slice(before, own.length - after);
+  });
+  if (inner.some((id, i) => flat[i] !== id)) return undefined;
+  const keep = new Set([...Array.from({ length: before }, (_, i) => i), ...Array.from({ length: after }, (_, i) => ids.length - 1 - i)]);
+  const result = await attribution.integratedGradients(ids, target, { steps, padId: tokenizer.padId, keep });
+  let token = before;
+  const words = spans.map((span, s) => {
+    let score = 0;
+    for (let i = 0; i < perSpan[s]! && token < ids.length - after; i++) score += result.tokens[token++]!;
+    return { ...span, score };
+  });
+  return { words, logit: result.logit, completeness: result.completeness };
 }
 
 /** Exact per-word terms of the target's logit, or undefined when the model is not of that form. */
