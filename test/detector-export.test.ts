@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Detector } from '../src/detector/detector.js';
 import type { PreparedPixels } from '../src/detector/layout.js';
+import { ExportedDetector } from '../src/export/exported-detector.js';
 import { compareDetections, exportDetector, float32Below, type DetectorExportCheck } from '../src/export/detector-export.js';
 import { detectionPlacement, detectionsFromRows, parseExportMetadata, readOnnxMetadata } from '../src/web/format.js';
 import { runCli } from './helpers/cli.js';
@@ -115,6 +116,22 @@ describe.skipIf(!existsSync(PHOTOS[0]!))('headstart export on detectors', () => 
       expect(checks[runtime].sameDetections, runtime).toBe(true);
       expect(checks[runtime].maxBoxDifference, runtime).toBeLessThan(1e-4);
       expect(checks[runtime].maxScoreDifference, runtime).toBeLessThan(1e-4);
+    }
+  });
+
+  it('ExportedDetector.detect takes a photo\'s bytes, places it from the metadata alone and finds the library\'s confident objects', async () => {
+    const detector = await Detector.load('builtin:centernet', { cacheDir: join(work, 'cache') });
+    const exported = await ExportedDetector.load((await exportDetector(detector, { threshold: 0.3 })).onnx);
+    try {
+      for (const photo of PHOTOS.slice(0, 2)) {
+        const library = (await detector.detect(photo, { threshold: 0.3 })).detections.filter((d) => d.score > 0.5);
+        const found = await exported.detect(await readFile(photo), photo);
+        expect(library.length).toBeGreaterThan(0);
+        for (const d of library) expect(found.some((f) => f.label === d.label && Math.abs(f.score - d.score) < 0.1), `${photo}: ${d.label}`).toBe(true);
+      }
+    } finally {
+      await exported.release();
+      await detector.dispose();
     }
   });
 
