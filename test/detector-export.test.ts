@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeModel, encodeModel } from '../src/backbones/tfjs/onnx-graph.js';
+import { builtinCenterNet } from '../src/detector/centernet.js';
+import { retargetClasses } from '../src/detector/centernet-head.js';
 import { Detector } from '../src/detector/detector.js';
 import type { PreparedPixels } from '../src/detector/layout.js';
 import { ExportedDetector } from '../src/export/exported-detector.js';
@@ -112,6 +115,30 @@ describe.skipIf(!existsSync(PHOTOS[0]!))('headstart export on detectors', () => 
   it('an Ultralytics YOLO file: NonMaxSuppression in the graph gives the library\'s class-aware NMS within 1e-4, letterbox undone from the metadata', async () => {
     const { library, checks } = await exportAndCompare(YOLO, YOLO_IMAGES, 0.3);
     expect(library.reduce((n, image) => n + image.detections.length, 0)).toBeGreaterThan(4);
+    for (const runtime of ['node', 'web'] as const) {
+      expect(checks[runtime].sameDetections, runtime).toBe(true);
+      expect(checks[runtime].maxBoxDifference, runtime).toBeLessThan(1e-4);
+      expect(checks[runtime].maxScoreDifference, runtime).toBeLessThan(1e-4);
+    }
+  });
+
+  it('a detector model folder (the class branch retargeted to dog, person, kite, saved and loaded) exports with its own classes and agrees within 1e-4', async () => {
+    const builtin = await builtinCenterNet({ cacheDir: join(work, 'cache') });
+    const graph = decodeModel(await readFile(builtin.model), builtin.model);
+    const classes = ['dog', 'person', 'kite'];
+    retargetClasses(graph, classes, 1, builtin.model);
+    const trained = await Detector.fromTrained(encodeModel(graph, 'retargeted', ''), {
+      modality: 'image', labels: classes, training: {}, metrics: {}, skipped: [],
+      detector: { kind: 'centernet', inputName: builtin.inputName, heatmapOutput: builtin.heatmapOutput, sidesOutput: builtin.sidesOutput, inputSize: 512, stride: 4, base: { id: 'builtin:centernet', sha256: builtin.sha256 } },
+    }, 'retargeted');
+    const folder = join(work, 'retargeted-model');
+    await trained.save(folder);
+    await trained.dispose();
+    const { result, library, checks } = await exportAndCompare(folder, PHOTOS.slice(0, 2), 0.2);
+    expect(result.metadata.labels).toEqual(classes);
+    expect(result.metadata.output).toMatchObject({ kind: 'detections', classes: 3 });
+    // The rows started from COCO's dog and person: the photos' dog and person are found.
+    expect(library[0]!.detections.map((d) => d.label)).toContain('dog');
     for (const runtime of ['node', 'web'] as const) {
       expect(checks[runtime].sameDetections, runtime).toBe(true);
       expect(checks[runtime].maxBoxDifference, runtime).toBeLessThan(1e-4);
