@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ImagePreprocessing } from '../src/backbones/image-preprocessing.js';
 import { attr, encodeModel, OnnxGraph } from '../src/backbones/tfjs/onnx-graph.js';
+import onnxProto from 'onnx-proto';
 import { Classifier } from '../src/classifier/classifier.js';
 import { TextClassifier } from '../src/classifier/text-classifier.js';
 import { readTextRecords } from '../src/data/text-dataset.js';
@@ -23,6 +24,7 @@ import { HYMENOPTERA, SHARED, makeColourFolder, tempDir } from './helpers/images
 
 const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
 const require = createRequire(import.meta.url);
+const { onnx } = onnxProto;
 
 /**
  * What a consumer without headstart does: onnxruntime-node and onnxruntime-web (its Node build), the
@@ -369,13 +371,40 @@ describe('ONNX export of word-vector and TF-IDF text models', () => {
       const result = await exportAndCompare(classifier, 'tfidf');
       const dim = classifier.backbone.reference.featureDim;
       expect(dim).toBeGreaterThan(1000);
-      expect(result.metadata.input).toEqual({ kind: 'tfidf', name: 'tfidf', dim });
+      expect(result.metadata.input).toEqual({ kind: 'tfidf', indicesName: 'tfidf_indices', valuesName: 'tfidf_values', shapeName: 'tfidf_shape', dim });
       const parsed = parseExportMetadata(readOnnxMetadata(result.onnx));
       expect(parsed.tfidf).toEqual(classifier.manifest.backbone.preprocessing);
       expect(parsed.preprocessing).toEqual({ kind: 'tfidf', settings: parsed.tfidf!.settings });
     } finally {
       await classifier.dispose();
     }
+  });
+
+  it('exports an uncapped TF-IDF vocabulary (SST-2, 100k+ terms) as sparse rows: onnxruntime-node and -web give the library\'s probabilities within 1e-5', async () => {
+    const classifier = await TextClassifier.train({ data: join(SHARED, 'data/text/sst2'), backbone: 'tfidf', cacheDir, cache: false });
+    try {
+      const dim = classifier.backbone.reference.featureDim;
+      expect(dim).toBeGreaterThan(100_000);
+      const result = await exportAndCompare(classifier, 'tfidf-sst2');
+      // The file holds the head and the state, never a dense [batch, dim] input.
+      const graph = onnx.ModelProto.decode(result.onnx).graph!;
+      expect(graph.input!.map((input) => input.type!.tensorType!.shape!.dim!.map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue))))).toEqual([['nnz', 2], ['nnz'], [2]]);
+      // A batch with no term at all (nnz = 0), and one text with terms beside empty ones.
+      for (const texts of [[''], ['', 'a gripping, beautifully acted film', '!!!']]) {
+        expect((await compareWithLibrary(classifier, result.onnx, texts)).maxAbsDifference, JSON.stringify(texts)).toBeLessThan(1e-5);
+      }
+    } finally {
+      await classifier.dispose();
+    }
+  });
+
+  it('still reads format 1 TF-IDF exports, which took dense rows', async () => {
+    const { textFeaturizer } = await import('../src/web/text-input.js');
+    const { TfidfVectorizer } = await import('../src/web/tfidf.js');
+    const state = { kind: 'tfidf' as const, settings: { wordNgrams: [1, 1] as [number, number], charNgrams: null, minDf: 1, maxFeatures: null, sublinearTf: true }, terms: ['w:bad', 'w:good'], idf: [1.5, 1.2] };
+    const metadata = { format: 1, modality: 'text' as const, labels: ['neg', 'pos'], input: { kind: 'tfidf' as const, name: 'tfidf', dim: 2 }, output: { name: 'probabilities', kind: 'probabilities' as const, classes: 2 }, preprocessing: null, provenance: null, tfidf: state };
+    const feeds = textFeaturizer(metadata)!.feeds(['good good', 'nothing']);
+    expect(feeds['tfidf']).toEqual({ type: 'float32', data: Float32Array.from([...new TfidfVectorizer(state).transform('good good'), 0, 0]), dims: [2, 2] });
   });
 
   it('refuses a word-vector export whose tokeniser rules this headstart does not have, naming them', async () => {

@@ -148,7 +148,9 @@ function describeInput(input: ExportedInput): string {
     case 'words':
       return `${input.idsName}, ${input.maskName}: int64 [batch, words] from headstart's word tokeniser over the embedded vocabulary (${input.vocabularySize} words)`;
     case 'tfidf':
-      return `${input.name}: float32 [batch, ${input.dim}] TF-IDF rows from the embedded fitted state`;
+      return 'name' in input
+        ? `${input.name}: float32 [batch, ${input.dim}] TF-IDF rows from the embedded fitted state`
+        : `${input.indicesName} int64 [nnz, 2] (row, term), ${input.valuesName} float32 [nnz], ${input.shapeName} int64 [2]: the TF-IDF rows' non-zeros (COO, ${input.dim} terms) from the embedded fitted state`;
     case 'audio':
       return `${input.name}: float32 [1, samples] one mono clip at ${input.sampleRate} Hz in [-1, 1]`;
   }

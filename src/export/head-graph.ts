@@ -138,6 +138,18 @@ export class HeadGraphBuilder {
   }
 
   /**
+   * A COO sparse tensor (int64 [nnz, 2] (row, term) indices, float32 [nnz] values, int64 [2]
+   * shape) → the dense float32 [batch, dim] rows, for any head: zeros, then each value scattered
+   * into its place. Only the shape's batch is read; `dim` is the export's own.
+   */
+  sparseToDense(indices: string, values: string, shape: string, dim: number): string {
+    const batch = this.node('Slice', [shape, this.int64s('batch_start', [0]), this.int64s('batch_end', [1])], 'sparse_batch');
+    const denseShape = this.node('Concat', [batch, this.int64s('sparse_dim', [dim])], 'dense_shape', { axis: attr.int(0) });
+    const zeros = this.node('ConstantOfShape', [denseShape], 'dense_zeros', { value: attr.tensor({ dtype: 'float32', dims: [1], data: Float32Array.of(0) }) });
+    return this.node('ScatterND', [zeros, indices, values], 'dense_rows');
+  }
+
+  /**
    * 16 kHz samples [1, n] in [-1, 1] → what the speech-embedding mel graph takes, as
    * SpeechEmbeddingBackbone.melFrames prepares it: int16 scale, completed with zeros to at least
    * one STFT frame.

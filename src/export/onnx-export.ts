@@ -503,23 +503,33 @@ async function exportWordVectorClassifier(classifier: Classifier, backbone: Word
 }
 
 /**
- * A TF-IDF classifier: the graph is the head alone, on the dense TF-IDF row; the fitted state
- * (settings, terms, idf) goes into the metadata and consumers compute the row with the library's
- * featuriser (src/web/tfidf.ts).
+ * A TF-IDF classifier: the graph takes the rows sparse (their non-zeros as a COO tensor), makes
+ * them dense and applies the head; the fitted state (settings, terms, idf) goes into the metadata
+ * and consumers compute the non-zeros with the library's featuriser (src/web/tfidf.ts). Sparse in,
+ * because an uncapped vocabulary (AG News: 212,834 terms) would make every dense input row
+ * 0.85 MB for a few hundred non-zeros.
  */
 async function exportTfidfClassifier(classifier: Classifier, backbone: TfidfBackbone, options: ExportOptions): Promise<ExportResult> {
   const { state } = backbone.map;
   const graph = noBackboneGraph();
   const added = new OnnxGraph();
   const builder = new HeadGraphBuilder(added, graph.opset, graph.prefix);
-  const name = added.addInput('tfidf', [-1, state.terms.length]);
-  const inputs = [tensorInfo(name, onnx.TensorProto.DataType.FLOAT, ['batch', state.terms.length])];
-  const { outputName, quantization } = assemble(graph, added, builder, 0, name, classifier, inputs, options);
+  const dim = state.terms.length;
+  const indicesName = added.addInput('tfidf_indices', [-1, 2], 'int64');
+  const valuesName = added.addInput('tfidf_values', [-1]);
+  const shapeName = added.addInput('tfidf_shape', [2], 'int64');
+  const rows = builder.sparseToDense(indicesName, valuesName, shapeName, dim);
+  const inputs = [
+    tensorInfo(indicesName, onnx.TensorProto.DataType.INT64, ['nnz', 2]),
+    tensorInfo(valuesName, onnx.TensorProto.DataType.FLOAT, ['nnz']),
+    tensorInfo(shapeName, onnx.TensorProto.DataType.INT64, [2]),
+  ];
+  const { outputName, quantization } = assemble(graph, added, builder, 0, rows, classifier, inputs, options);
   const metadata: ExportMetadata = {
     format: EXPORT_FORMAT_VERSION,
     modality: 'text',
     labels: classifier.labels,
-    input: { kind: 'tfidf', name, dim: state.terms.length },
+    input: { kind: 'tfidf', indicesName, valuesName, shapeName, dim },
     output: { name: outputName, kind: 'probabilities', classes: classifier.labels.length },
     // The state itself is under headstart.tfidf; once is enough.
     preprocessing: { kind: 'tfidf', settings: state.settings },

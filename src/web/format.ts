@@ -13,15 +13,19 @@
  *  - `words` (word vectors such as GloVe): int64 word ids and mask from headstart's word tokeniser
  *    (`word-tokens.ts`) over the vocabulary in `headstart.vocabulary`; the graph holds the vector
  *    table and pools (SIF mean, max, min) as training did;
- *  - `tfidf`: the dense float32 TF-IDF row that `tfidf.ts` computes from the fitted state in
- *    `headstart.tfidf`; the graph is the head alone.
+ *  - `tfidf`: the TF-IDF rows that `tfidf.ts` computes from the fitted state in `headstart.tfidf`,
+ *    as their non-zeros (a COO sparse tensor: int64 [nnz, 2] (row, term) indices, float32 [nnz]
+ *    values, int64 [2] shape), so a 200k-term vocabulary costs a row's few hundred non-zeros, not
+ *    200k floats; the graph scatters them into rows and applies the head. (Format 1 files took the
+ *    dense float32 rows; they are still read.)
  * `text-input.ts` turns texts into the `words` and `tfidf` inputs for any runtime. An audio export
  * (the speech-embedding backbone) takes one clip per run: float32 [1, samples] of mono audio at
  * `sampleRate`, in [-1, 1]; the mel spectrogram, windowing, embedding and pooling are in the graph.
  */
 import type { TfidfState } from './tfidf.js';
 
-export const EXPORT_FORMAT_VERSION = 1;
+/** 2: TF-IDF exports take sparse rows (format 1 took them dense). */
+export const EXPORT_FORMAT_VERSION = 2;
 
 /** `metadata_props` keys; values are strings, JSON where noted. */
 export const METADATA_KEYS = {
@@ -105,8 +109,21 @@ export interface ExportedWordsInput {
   vocabularySize: number;
 }
 
-/** A TF-IDF export takes float32 [batch, dim] rows, `TfidfVectorizer.transform` of each text. */
+/**
+ * A TF-IDF export takes `TfidfVectorizer.transformSparse` of each text as one COO sparse tensor
+ * (as tf.SparseTensor): `indicesName` int64 [nnz, 2] of (row, term), each pair once; `valuesName`
+ * float32 [nnz]; `shapeName` int64 [2] = [batch, dim] (the batch counts texts without a term).
+ */
 export interface ExportedTfidfInput {
+  kind: 'tfidf';
+  indicesName: string;
+  valuesName: string;
+  shapeName: string;
+  dim: number;
+}
+
+/** Format 1 TF-IDF exports took float32 [batch, dim] dense rows, `TfidfVectorizer.transform` of each text. */
+export interface ExportedDenseTfidfInput {
   kind: 'tfidf';
   name: string;
   dim: number;
@@ -125,7 +142,7 @@ export interface ExportedAudioInput {
   batch: 1;
 }
 
-export type ExportedInput = ExportedImageInput | ExportedTextInput | ExportedWordsInput | ExportedTfidfInput | ExportedAudioInput;
+export type ExportedInput = ExportedImageInput | ExportedTextInput | ExportedWordsInput | ExportedTfidfInput | ExportedDenseTfidfInput | ExportedAudioInput;
 
 /** The tokenizer a text export embeds (Hugging Face tokenizer.json and tokenizer_config.json). */
 export interface EmbeddedTokenizer {

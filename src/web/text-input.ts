@@ -4,7 +4,7 @@
  * typed arrays and shapes, which onnxruntime-node (`ExportedModel`) and onnxruntime-web
  * (`headstart/web`) each wrap in their own Tensor class.
  */
-import { padTokenIds, type ExportMetadata, type ExportedTfidfInput, type ExportedWordsInput } from './format.js';
+import { padTokenIds, type ExportMetadata, type ExportedDenseTfidfInput, type ExportedTfidfInput, type ExportedWordsInput } from './format.js';
 import { TfidfVectorizer } from './tfidf.js';
 import { WORD_TOKENIZER_VERSION, wordIds } from './word-tokens.js';
 
@@ -20,7 +20,8 @@ export function textFeaturizer(metadata: ExportMetadata): TextFeaturizer | undef
   if (input.kind === 'words') return new WordIdFeaturizer(input, metadata.vocabulary ?? []);
   if (input.kind === 'tfidf') {
     if (!metadata.tfidf) throw new Error('TF-IDF export without its fitted state');
-    return new TfidfFeaturizer(input, new TfidfVectorizer(metadata.tfidf));
+    const vectorizer = new TfidfVectorizer(metadata.tfidf);
+    return 'name' in input ? new DenseTfidfFeaturizer(input, vectorizer) : new SparseTfidfFeaturizer(input, vectorizer);
   }
   return undefined;
 }
@@ -48,9 +49,39 @@ class WordIdFeaturizer implements TextFeaturizer {
   }
 }
 
-class TfidfFeaturizer implements TextFeaturizer {
+/** The texts' rows as one COO sparse tensor: (row, term) pairs, values and the dense shape. */
+class SparseTfidfFeaturizer implements TextFeaturizer {
   constructor(
     private readonly input: ExportedTfidfInput,
+    private readonly vectorizer: TfidfVectorizer,
+  ) {}
+
+  feeds(texts: string[]): Record<string, PlainTensor> {
+    const rows = texts.map((text) => this.vectorizer.transformSparse(text));
+    const nnz = rows.reduce((sum, row) => sum + row.indices.length, 0);
+    const indices = new BigInt64Array(2 * nnz);
+    const values = new Float32Array(nnz);
+    let at = 0;
+    rows.forEach((row, r) => {
+      for (let e = 0; e < row.indices.length; e++, at++) {
+        indices[2 * at] = BigInt(r);
+        indices[2 * at + 1] = BigInt(row.indices[e]!);
+      }
+      values.set(row.values, at - row.indices.length);
+    });
+    const { indicesName, valuesName, shapeName, dim } = this.input;
+    return {
+      [indicesName]: { type: 'int64', data: indices, dims: [nnz, 2] },
+      [valuesName]: { type: 'float32', data: values, dims: [nnz] },
+      [shapeName]: { type: 'int64', data: BigInt64Array.of(BigInt(texts.length), BigInt(dim)), dims: [2] },
+    };
+  }
+}
+
+/** Format 1 files: dense rows. */
+class DenseTfidfFeaturizer implements TextFeaturizer {
+  constructor(
+    private readonly input: ExportedDenseTfidfInput,
     private readonly vectorizer: TfidfVectorizer,
   ) {}
 

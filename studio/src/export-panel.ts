@@ -68,7 +68,7 @@ function describe(input: Input): string {
     case 'audio':
       return `${input.name}: float32 [1, samples], mono ${input.sampleRate} Hz`;
     case 'tfidf':
-      return `${input.name}: float32 [batch, ${input.dim}] TF-IDF rows`;
+      return 'name' in input ? `${input.name}: float32 [batch, ${input.dim}] TF-IDF rows` : `${input.indicesName} int64 [nnz, 2], ${input.valuesName} float32 [nnz], ${input.shapeName} int64 [2]: TF-IDF rows (${input.dim} terms) as a COO sparse tensor`;
     default:
       return `${input.idsName}, ${input.maskName}: int64 [batch, tokens]`;
   }
