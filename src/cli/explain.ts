@@ -6,8 +6,10 @@ import type { AudioExplanation } from '../explain/audio-explainer.js';
 import { EXPLAIN_METHODS, type Explanation } from '../explain/explain.js';
 import { explainExportedImage } from '../explain/exported.js';
 import type { ImageExplanation } from '../explain/image-explainer.js';
-import { audioExplanationJson, highlightedText, imageExplanationJson, textExplanationJson, writeAudioOverlay, writeImageOverlay } from '../explain/output.js';
+import { audioExplanationJson, detectionExplanationJson, type DetectionExplanationJson, highlightedText, imageExplanationJson, textExplanationJson, writeAudioOverlay, writeBoxOverlays, writeImageOverlay } from '../explain/output.js';
 import { ExportedModel, isExportedModelFile } from '../export/exported-model.js';
+import { Detector } from '../detector/detector.js';
+import { DetectionExplainer } from '../explain/detection-grad-cam.js';
 import { dataError, messageOf, usageError } from '../util/errors.js';
 import { cacheDirOf, emit, hubOptionsOf, integer, positiveNumber, reporterFor, withCommonOptions, withHubOptions, type GlobalOptions, type HubCliOptions } from './common.js';
 
@@ -20,13 +22,15 @@ interface ExplainCliOptions extends GlobalOptions, HubCliOptions {
   smoothgrad?: number;
   window?: number;
   file?: string;
+  threshold?: number;
+  maxDetections?: number;
 }
 
 export function explainCommand(): Command {
   return withCommonOptions(withHubOptions(
     new Command('explain')
       .description('show why the model predicts what it does: a heat map over each image, a score per word, a score per moment of a clip')
-      .argument('<model>', 'a model folder written by `headstart train`, or an image model\'s ONNX file from `headstart export` (occlusion only)')
+      .argument('<model>', 'a model folder written by `headstart train`, an image model\'s ONNX file from `headstart export` (occlusion only), or a CenterNet detector (builtin:centernet, a detector folder: Grad-CAM per box)')
       .argument('[inputs...]', 'image or audio files; for text models, the texts themselves')
       .addOption(new Option('-m, --method <method>', 'images: gradcam (CNN default), attention-rollout (ViT default), integrated-gradients, saliency, occlusion; text: word-contributions, leave-one-out; audio: occlusion').choices(EXPLAIN_METHODS))
       .option('-t, --target <label>', 'explain this label instead of the predicted one')
@@ -35,11 +39,14 @@ export function explainCommand(): Command {
       .addOption(new Option('--baseline <kind>', 'integrated gradients: what the path starts from').choices(['black', 'blurred']).default('black'))
       .option('--smoothgrad <n>', 'saliency: average over n noisy copies (SmoothGrad)', integer('--smoothgrad', 0))
       .option('--window <size>', 'occlusion window: pixels of the input (images), seconds (audio)', positiveNumber('--window'))
-      .option('-f, --file <lines.txt>', 'text models: explain each non-empty line of this file'),
+      .option('-f, --file <lines.txt>', 'text models: explain each non-empty line of this file')
+      .option('--threshold <score>', 'detectors: explain the boxes scoring at least this', positiveNumber('--threshold'), 0.25)
+      .option('--max-detections <n>', 'detectors: explain at most this many boxes per image', integer('--max-detections', 1), 20),
   )).action(async (model: string, given: string[], options: ExplainCliOptions) => {
     const inputs = [...given, ...(options.file ? await readTextLines(options.file) : [])];
     if (inputs.length === 0) throw usageError('nothing to explain: give inputs (or --file with one text per line)');
     const exported = (await isExportedModelFile(model)) ? await ExportedModel.load(model) : undefined;
+    if (!exported && (await Detector.isDetectorReference(model))) return explainDetections(model, inputs, options);
     const classifier = exported ? undefined : await Classifier.load(model, { cacheDir: cacheDirOf(options), reporter: reporterFor(options), hub: hubOptionsOf(options) });
     const modality = classifier?.manifest.modality ?? 'image';
     const window = options.window === undefined ? undefined : modality === 'audio' ? options.window : Math.round(options.window);
@@ -73,6 +80,38 @@ export function explainCommand(): Command {
       await exported?.release();
     }
   });
+}
+
+/** Per-box Grad-CAM: each detection the detector makes (as `headstart detect` gives them), with its own map. */
+async function explainDetections(model: string, inputs: string[], options: ExplainCliOptions): Promise<void> {
+  if (options.method && options.method !== 'gradcam') throw usageError(`detectors are explained per box with --method gradcam; got --method ${options.method}`);
+  const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter: reporterFor(options), hub: hubOptionsOf(options) });
+  let explainer: DetectionExplainer | undefined;
+  try {
+    explainer = await DetectionExplainer.forDetector(detector);
+    const results: { input: string; json: DetectionExplanationJson; pictures: string[] }[] = [];
+    for (const input of inputs) {
+      const bytes = await readFile(input).catch((error: unknown) => {
+        throw dataError(`cannot read: ${messageOf(error)}`, input, error);
+      });
+      const boxes = await explainer.explain(bytes, { threshold: options.threshold, maxDetections: options.maxDetections, source: input });
+      const pictures = options.out ? await writeBoxOverlays(options.out, input, bytes, boxes, detector.classes) : [];
+      results.push({ input, json: detectionExplanationJson(input, boxes, detector.classes), pictures });
+    }
+    emit(
+      options,
+      results.map((r) => r.json),
+      () =>
+        results
+          .map(({ input, json, pictures }) =>
+            [input, ...json.detections.map((d, k) => `  ${d.label} ${(d.score * 100).toFixed(1)}%  box [${d.box.map((v) => v.toFixed(0)).join(', ')}]  Grad-CAM peak (${d.peak.x}, ${d.peak.y})${pictures[k] ? `\n    picture: ${pictures[k]}` : ''}`)].join('\n'),
+          )
+          .join('\n'),
+    );
+  } finally {
+    await explainer?.release();
+    await detector.dispose();
+  }
 }
 
 function describe(input: string, e: Explanation): string {

@@ -15,8 +15,9 @@ import { readTrainableModel, type TrainableModel } from '../autodiff/model.js';
 import { GraphBuilder } from '../autodiff/builder.js';
 import { CENTERNET_INPUT_SIZE, CENTERNET_STRIDE, decodeCenterNet } from '../detector/centernet.js';
 import type { Detection } from '../detector/coco-eval.js';
+import type { Detector } from '../detector/detector.js';
 import { prepareDetectorInput } from '../detector/detector-input.js';
-import { messageOf, modelError } from '../util/errors.js';
+import { messageOf, modelError, usageError } from '../util/errors.js';
 import { copyGraph, type FeatureMap } from './attribution-model.js';
 import { camOf } from './grad-cam.js';
 import { addTargetScoreGradient } from './gradient-runner.js';
@@ -74,6 +75,15 @@ export class DetectionExplainer {
     readonly featureMap: FeatureMap,
     readonly classes: number,
   ) {}
+
+  /** For a loaded detector: CenterNet ones (builtin:centernet and fine-tuned folders); other layouts are refused, saying why. */
+  static async forDetector(detector: Detector, threads?: number): Promise<DetectionExplainer> {
+    const spec = detector.layout.graphSpec?.();
+    if (spec?.kind !== 'centernet') {
+      throw usageError(`per-box Grad-CAM needs a CenterNet detector (builtin:centernet or one fine-tuned from it); ${detector.reference} is a ${detector.layout.kind} model`);
+    }
+    return DetectionExplainer.create({ model: spec.model, origin: detector.reference, inputName: spec.inputName, heatmapOutput: spec.heatmapOutput, sidesOutput: spec.sidesOutput }, threads);
+  }
 
   static async create(spec: CenterNetGraphSpec, threads?: number): Promise<DetectionExplainer> {
     const bytes = typeof spec.model === 'string' ? await readFile(spec.model) : spec.model;

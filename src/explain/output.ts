@@ -7,6 +7,8 @@ import { basename, extname, join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
 import sharp from 'sharp';
 import type { AudioExplanation } from './audio-explainer.js';
+import type { BoxExplanation } from './detection-grad-cam.js';
+import { normalised, type Grid } from './pixel-grid.js';
 import type { ImageExplanation } from './image-explainer.js';
 import { heatColour, OVERLAY_GUARD, OVERLAY_SOFTWARE, overlayPng } from './image-map.js';
 import type { TextExplanation } from './text-explainer.js';
@@ -26,7 +28,7 @@ export function imageExplanationJson(input: string, explanation: ImageExplanatio
     label: explanation.label,
     probability: explanation.probability,
     peak: explanation.peak,
-    map: { width: map.width, height: map.height, values: Array.from(map.values, (v) => Math.round(v * 1e4) / 1e4) },
+    map: gridJson(map),
   };
 }
 
@@ -35,6 +37,49 @@ export async function writeImageOverlay(dir: string, input: string, photo: Uint8
   const path = join(dir, `${basename(input, extname(input))}.${explanation.method}.png`);
   await writeFileAtomic(path, await overlayPng(photo, explanation.map, input), { guard: OVERLAY_GUARD });
   return path;
+}
+
+export interface DetectionExplanationJson {
+  input: string;
+  detections: {
+    label: string;
+    score: number;
+    /** [x1, y1, x2, y2] in the photo's pixels, as `headstart detect --json` gives them. */
+    box: number[];
+    /** Where the box's map peaks, in the photo's pixels. */
+    peak: { x: number; y: number };
+    /** Grad-CAM on the detector's feature grid, in [0, 1], which spans the whole photo (the detector stretches it); a photo-sized map per box would be megabytes. */
+    map: { width: number; height: number; values: number[] };
+  }[];
+}
+
+const gridJson = (grid: Grid) => ({ width: grid.width, height: grid.height, values: Array.from(grid.values, (v) => Math.round(v * 1e4) / 1e4) });
+
+/** Per-box Grad-CAM as `headstart explain <detector> --json` prints it. */
+export function detectionExplanationJson(input: string, boxes: BoxExplanation[], labels: readonly string[]): DetectionExplanationJson {
+  const round = (v: number, scale: number) => Math.round(v * scale) / scale;
+  return {
+    input,
+    detections: boxes.map((b) => ({
+      label: labels[b.label] ?? String(b.label),
+      score: b.score,
+      box: b.box.map((v) => round(v, 100)),
+      peak: b.peak,
+      map: gridJson(normalised(b.raw)),
+    })),
+  };
+}
+
+/** Writes `<dir>/<input name>.box<k>-<label>.png` per explained box (atomically) and returns the paths. */
+export async function writeBoxOverlays(dir: string, input: string, photo: Uint8Array, boxes: BoxExplanation[], labels: readonly string[]): Promise<string[]> {
+  const paths: string[] = [];
+  for (const [k, box] of boxes.entries()) {
+    const label = (labels[box.label] ?? String(box.label)).replace(/[^\w.-]+/g, '_');
+    const path = join(dir, `${basename(input, extname(input))}.box${k + 1}-${label}.png`);
+    await writeFileAtomic(path, await overlayPng(photo, box.map, input), { guard: OVERLAY_GUARD });
+    paths.push(path);
+  }
+  return paths;
 }
 
 export interface TextExplanationJson {
