@@ -9,6 +9,7 @@ import { TextClassifier } from '../classifier/text-classifier.js';
 import type { Modality } from '../backbones/backbone.js';
 import { formatEvaluationSummary, formatMetricsTable, isDetailed, type ClassificationMetrics } from '../evaluate/metrics.js';
 import { REPORT_FILE } from '../report/report.js';
+import { trainDetect } from './train-detect.js';
 import { checkReplaceable } from '../util/atomic.js';
 import {
   cacheDirOf,
@@ -32,7 +33,7 @@ import { trainGenerate, withGenerateTrainOptions } from './train-generate.js';
 import { formatUnfreezeChoice } from './finetune-format.js';
 
 interface TrainCommandOptions extends GlobalOptions, HubCliOptions, QueueCliOptions {
-  task?: Modality | 'generate';
+  task?: Modality | 'generate' | 'detect';
   lora?: number;
   loraAlpha?: number;
   loraTargets?: string[];
@@ -93,7 +94,7 @@ export function trainCommand(): Command {
     new Command('train')
       .description('train a classifier on a labelled folder and evaluate it on held-out data')
       .argument('<data>', 'images: <data>/<class>/*.jpg or <data>/{train,val[,test]}/<class>/*.jpg; text: a CSV/TSV/JSONL file, a folder with train.<ext> [dev|val.<ext>, test.<ext>], or <data>/<class>/*.txt')
-      .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files)').choices(['image', 'text', 'audio', 'generate']))
+      .addOption(new Option('-t, --task <task>', 'what the data is (default: guessed from the files)').choices(['image', 'text', 'audio', 'generate', 'detect']))
       .option('-b, --backbone <ref>', 'builtin:<name>, hf:<owner>/<repo>[@rev], a Hugging Face ONNX folder, a TF.js model.json/folder, or a .onnx file (default: the task\'s bundled backbone)')
       .addOption(new Option('--head <type>', 'the classifier head').choices(['linear', 'mlp', 'knn', 'centroid']).default('linear'))
       .addOption(new Option('--optimizer <name>', 'adamw, or lbfgs (linear head, full batch)').choices(['adamw', 'lbfgs']))
@@ -134,9 +135,11 @@ export function trainCommand(): Command {
     const reporter = reporterFor(options);
     if (options.task === 'generate' && options.queue) throw usageError('--queue: a language model is trained end to end, with no frozen features for workers to extract');
     if (options.task === 'generate') return trainGenerate(data, options, reporter);
-    // A detection export would otherwise be read as class folders and fail obscurely.
-    const detection = options.task ? undefined : await detectionFormatOf(data);
-    if (detection) throw usageError(`${data} is a detection dataset (${detection.toUpperCase()} layout); training detectors is not available yet — \`headstart eval builtin:centernet ${data}\` scores the builtin COCO detector on it`);
+    // A detection export (COCO / Roboflow, YOLO, VOC) is guessed from its layout, before class folders are.
+    if (options.task === 'detect' || (!options.task && (await detectionFormatOf(data)))) {
+      if (options.shots !== undefined || options.queue) throw usageError(`${options.shots !== undefined ? '--shots' : '--queue'} is not available for detection; \`headstart compare\` measures detection on fewer images`);
+      return trainDetect(data, { ...options, augment: options.augment, unfreeze: options.unfreeze as number | undefined }, reporter);
+    }
     const task = options.task ?? (await inferTask(data));
     const datasetOptions = { textColumn: options.textColumn, labelColumn: options.labelColumn, validation: options.valData, test: options.testData, testFraction: options.testFraction };
     const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: hubOptionsOf(options) };

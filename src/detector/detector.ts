@@ -6,7 +6,9 @@ import { silentReporter, type Reporter } from '../util/progress.js';
 import type { Box } from './boxes.js';
 import { CenterNetLayout } from './centernet-layout.js';
 import { evaluateDetections, type Detection, type DetectionMetrics, type EvaluatedImage } from './coco-eval.js';
-import type { DetectionItem, DetectionSplitOptions } from './detection-dataset.js';
+import type { DetectionDataset, DetectionItem, DetectionSplitOptions } from './detection-dataset.js';
+import { CENTERNET_INPUT_SIZE, CENTERNET_STRIDE } from './centernet.js';
+import { trainCenterNet, type DetectorTrainOptions, type DetectorTrainSettings } from './train-detector.js';
 import type { DetectorLayout } from './layout.js';
 import { readDetectionDataset } from './read-dataset.js';
 import { YoloLayout } from './yolo-layout.js';
@@ -82,6 +84,29 @@ export class Detector {
       graph,
     );
     return new Detector(origin, layout, { graph, manifest });
+  }
+
+  /**
+   * Fine-tunes the builtin CenterNet to a detection dataset's classes (a `DetectionDataset` or a path
+   * in any layout `readDetectionDataset` reads); see `train-detector.ts`. The result detects the
+   * dataset's classes and `save`s as a model folder whose metrics are its validation split's.
+   */
+  static async train(data: DetectionDataset | string, options: DetectorTrainOptions & DetectionSplitOptions = {}, settings: Partial<DetectorTrainSettings> = {}): Promise<Detector> {
+    const dataset = typeof data === 'string' ? await readDetectionDataset(data, options) : data;
+    const cacheDir = settings.cacheDir ?? defaultCacheDir();
+    const trained = await trainCenterNet(dataset, options, { ...settings, cacheDir });
+    const manifest: DetectorManifestInput = {
+      modality: 'image',
+      labels: [...dataset.classes],
+      detector: {
+        kind: 'centernet', inputName: trained.inputName, heatmapOutput: trained.heatmapOutput, sidesOutput: trained.sidesOutput,
+        inputSize: CENTERNET_INPUT_SIZE, stride: CENTERNET_STRIDE, base: { id: 'builtin:centernet', sha256: trained.baseSha256 },
+      },
+      training: { data: dataset.origin, format: dataset.format, images: { train: dataset.train.length, validation: dataset.validation.length }, validationSource: dataset.validationSource, seed: settings.seed ?? 0, ...trained.record },
+      metrics: { validation: trained.validation },
+      skipped: dataset.skipped,
+    };
+    return Detector.fromTrained(trained.graph, manifest, `${dataset.origin} (fine-tuned detector)`, settings.threads);
   }
 
   /** Writes the model folder (manifest.json, metrics.json, detector.onnx) atomically. */

@@ -194,6 +194,7 @@ function range(first: number, last: number): number[] {
 }
 
 /** A view's seed depends on the content, the run's seed and the view number only: stable across datasets. */
-function seedOf(contentKey: string, seed: number, view: number): number {
+/** The seed of an augmented view (what `prepare` receives), so callers can repeat its geometry on labels (boxes). */
+export function seedOf(contentKey: string, seed: number, view: number): number {
   return (parseInt(contentKey.slice(0, 8), 16) ^ Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(view, 0x85ebca6b)) >>> 0;
 }
