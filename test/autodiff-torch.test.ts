@@ -37,7 +37,8 @@ interface Reference {
   sgd: { lr: number; momentum: number; weight_decay: number };
   loss: number;
   logits: number[];
-  input: { shape: number[]; pattern: { scale: number; offset: number } };
+  /** Images: pixels from pattern(); BERT: token ids, attention mask and token types as given. */
+  input: { shape: number[]; pattern?: { scale: number; offset: number }; ids?: number[]; attentionMask?: number[]; tokenTypeIds?: number[] };
   head?: { weightPattern: { scale: number; offset: number } };
   parameters: ParameterReference[];
   trainModeBatchNorm?: { loss: number; momentum: number; runningMean: number[]; runningVar: number[]; gradients: Record<string, number[]> };
@@ -86,12 +87,18 @@ async function stepOnce(
   const { batch, classes, labels, labelSmoothing } = reference;
   const targets = new Float32Array(batch * classes).fill(labelSmoothing / classes);
   labels.forEach((label, n) => (targets[n * classes + label]! += 1 - labelSmoothing));
-  const shape = reference.input.shape;
-  const pixels = pattern(shape.reduce((a, b) => a * b, 1), reference.input.pattern.scale, reference.input.pattern.offset);
-  const result = await session.step({ [model.graph.inputs[0]!.name]: new ort.Tensor('float32', pixels, shape) }, new ort.Tensor('float32', targets, [batch, classes]), lr);
+  const result = await session.step(inputsOf(reference), new ort.Tensor('float32', targets, [batch, classes]), lr);
   const after = session.snapshot();
   await session.release();
   return { result, after };
+}
+
+/** The graph inputs the reference ran on. */
+function inputsOf(reference: Reference): Record<string, ort.Tensor> {
+  const { shape, pattern: pixels, ids, attentionMask, tokenTypeIds } = reference.input;
+  if (pixels) return { pixel_values: new ort.Tensor('float32', pattern(shape.reduce((a, b) => a * b, 1), pixels.scale, pixels.offset), shape) };
+  const int64 = (values: number[]) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), shape);
+  return { input_ids: int64(ids!), attention_mask: int64(attentionMask!), token_type_ids: int64(tokenTypeIds!) };
 }
 
 const report: string[] = [];
@@ -146,7 +153,7 @@ async function compare(name: string, model: TrainableModel, logits: string, refe
   expect(worstSgd).toBeLessThan(tolerance.grad);
 }
 
-describe('gradients and optimiser steps match PyTorch 1.13', () => {
+describe('gradients and optimiser steps match PyTorch (1.13; BERT 2.13)', () => {
   afterAll(() => console.log(report.join('\n')));
 
   it('small CNN: Conv (strided, depthwise, dilated, 1×1), Clip, BatchNormalization, Relu, MaxPool, Tanh, Add, Pad, AveragePool, ReduceMean, Gemm', async () => {
@@ -180,5 +187,23 @@ describe('gradients and optimiser steps match PyTorch 1.13', () => {
       { weight: 'head.weight', bias: 'head.bias' },
     );
     await compare('ViT-tiny', model, head.logits, reference, { grad: 1e-3, step: 1e-3 });
+  });
+
+  it('BERT-tiny (2 layers, embeddings by Gather, padded batch with the additive mask bias, token types, LayerNorm, GELU, attention, tanh pooler) under a linear head, every weight trained', async () => {
+    const reference = JSON.parse(await readFile(join(FIXTURES, 'bert-tiny.json'), 'utf8')) as Reference;
+    // Probed at the reference's sequence length, so every tensor's shape is known but the batch.
+    const length = reference.input.shape[1]!;
+    const feeds = (batch: number) => {
+      const zeros = () => new ort.Tensor('int64', new BigInt64Array(batch * length), [batch, length]);
+      return { input_ids: zeros(), attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * length).fill(1n), [batch, length]), token_type_ids: zeros() };
+    };
+    const model = await readTrainableModel(await readFile(join(SHARED, 'models/bert-tiny-random/onnx/model.onnx')), 'bert-tiny-random', feeds);
+    const head = appendLinearHead(
+      model,
+      'pooler_output',
+      { weight: pattern(reference.classes * 128, reference.head!.weightPattern.scale, reference.head!.weightPattern.offset), bias: new Float32Array(reference.classes) },
+      { weight: 'head.weight', bias: 'head.bias' },
+    );
+    await compare('BERT-tiny', model, head.logits, reference, { grad: 1e-3, step: 1e-3 });
   });
 });

@@ -14,7 +14,16 @@ It writes test/fixtures/autodiff/:
 - vit-tiny.json: the same for ../shared/models/vit-tiny-random (rebuilt bit for bit by
   ../shared/models/fixtures-src/fixture_models.py) under a linear head, with each parameter's
   gradient norm, its dot product with a fixed pattern, and 64 evenly spaced entries (all 2 M
-  values would be 8 MB).
+  values would be 8 MB);
+- bert-tiny.json: the same for ../shared/models/bert-tiny-random (BertModelLike of the same file) under
+  a linear head on pooler_output, with a padded batch (attention_mask zeros, so the additive mask
+  bias is in the graph) and token_type_ids of both types; written with /work/pyenv's PyTorch 2.x
+  (`/work/pyenv/bin/python tools/autodiff-torch-reference.py bert-tiny`). PyTorch 2.x's
+  trunc_normal_ draws other numbers than 1.13's from the same seed, so the twin's weights are
+  loaded from the ONNX file (MatMul weights, exported transposed under generated names, in graph
+  order), and its outputs are checked against onnxruntime's before anything is written.
+
+Names on the command line choose which files to write (default: all three).
 
 Inputs, labels and the head's initial weights come from pattern(), an integer formula the test
 reproduces exactly, so nothing but these numbers needs committing. The loss is the mean
@@ -264,9 +273,100 @@ def vit_tiny():
     return result
 
 
+class BertWithHead(nn.Module):
+    def __init__(self, bert, classes):
+        super().__init__()
+        self.bert = bert
+        self.head = nn.Linear(128, classes)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(pattern(classes * 128, 0.1, 5).reshape(classes, 128)))
+            self.head.bias.zero_()
+
+    def forward(self, ids, mask, types):
+        return self.head(self.bert(ids, mask, types)[1])
+
+
+BERT_SEQUENCE = 12
+
+
+def load_onnx_weights(model, path):
+    """Named initializers by name; the Linear layers behind MatMul nodes, in graph order, transposed."""
+    graph = onnx.load(path).graph
+    initializers = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    matmul_weights = [node.input[1] for node in graph.node if node.op_type == "MatMul" and node.input[1] in initializers]
+    linears = [(name, p) for name, p in model.named_parameters() if name.endswith(".weight") and name not in initializers and p.ndim == 2]
+    if len(linears) != len(matmul_weights):
+        raise SystemExit(f"{len(linears)} unnamed Linear weights but {len(matmul_weights)} MatMul weights")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in initializers:
+                p.copy_(torch.from_numpy(initializers[name]))
+        for (name, p), onnx_name in zip(linears, matmul_weights):
+            value = initializers[onnx_name].T
+            if value.shape != tuple(p.shape):
+                raise SystemExit(f"{name} {tuple(p.shape)} against {onnx_name} {value.shape}")
+            p.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def check_against_onnxruntime(model, path, ids, mask, types):
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": ids.numpy(), "attention_mask": mask.numpy(), "token_type_ids": types.numpy()}
+    theirs = session.run(["pooler_output"], feeds)[0]
+    with torch.no_grad():
+        ours = model(ids, mask, types)[1].numpy()
+    error = np.abs(ours - theirs).max()
+    if error > 1e-5:
+        raise SystemExit(f"the PyTorch twin differs from the ONNX graph by {error}")
+
+
+def bert_inputs(batch, length):
+    """Token ids (i·7919 + 13) mod 20005, row n padded after 12 − 3n tokens; token types 1 from the middle on."""
+    ids = np.array([[(k * 7919 + 13) % 20005 for k in range(n * length, (n + 1) * length)] for n in range(batch)], dtype=np.int64)
+    mask = np.array([[1 if t < length - 3 * n else 0 for t in range(length)] for n in range(batch)], dtype=np.int64)
+    types = np.array([[1 if t >= length // 2 else 0 for t in range(length)] for n in range(batch)], dtype=np.int64)
+    ids = ids * mask  # padded positions hold [PAD] (id 0), as a tokenizer pads
+    return ids, mask, types
+
+
+def bert_tiny():
+    sys.path.insert(0, os.path.join(SHARED, "models", "fixtures-src"))
+    # fixture_models imports torchvision for its CNN builders only; /work/pyenv has none.
+    import types as module_types  # noqa: E402
+    sys.modules.setdefault("torchvision", module_types.ModuleType("torchvision"))
+    import fixture_models  # noqa: E402
+
+    batch, classes = 3, 3
+    onnx_path = os.path.join(SHARED, "models", "bert-tiny-random", "onnx", "model.onnx")
+    bert = fixture_models.build_bert_tiny()
+    load_onnx_weights(bert, onnx_path)
+    model = BertWithHead(bert, classes).eval()
+    ids, mask, types = (torch.from_numpy(a) for a in bert_inputs(batch, BERT_SEQUENCE))
+    check_against_onnxruntime(bert, onnx_path, ids, mask, types)
+    labels = labels_for(batch, classes)
+    forward = lambda: loss_of(model(ids, mask, types), labels)
+    loss, grads = gradients(model, forward)
+    adamw = stepped(model, forward, lambda params: torch.optim.AdamW(params, **{**ADAMW, "lr": 1e-3}))
+    sgd = stepped(model, forward, lambda params: torch.optim.SGD(params, **SGD))
+    with torch.no_grad():
+        logits = model(ids, mask, types).numpy()
+    mapping = {"bert." + k: v for k, v in onnx_names(onnx_path, model.bert).items()}
+    mapping["head.weight"] = {"onnx": "head.weight", "transposed": False}
+    mapping["head.bias"] = {"onnx": "head.bias", "transposed": False}
+    result = common(batch, classes, loss, logits)
+    result["adamw"]["lr"] = 1e-3
+    result["input"] = {"shape": [batch, BERT_SEQUENCE], "ids": ids.reshape(-1).tolist(), "attentionMask": mask.reshape(-1).tolist(), "tokenTypeIds": types.reshape(-1).tolist()}
+    result["head"] = {"weightPattern": {"scale": 0.1, "offset": 5}, "inputs": "pooler_output"}
+    result["parameters"] = describe(model, mapping, grads, adamw, sgd, samples=VIT_SAMPLES)
+    return result
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, build in (("small-cnn", small_cnn), ("vit-tiny", vit_tiny)):
+    chosen = set(sys.argv[1:])
+    for name, build in (("small-cnn", small_cnn), ("vit-tiny", vit_tiny), ("bert-tiny", bert_tiny)):
+        if chosen and name not in chosen:
+            continue
         result = build()
         with open(os.path.join(OUT, f"{name}.json"), "w") as f:
             json.dump(result, f, separators=(",", ":"))
