@@ -1,9 +1,11 @@
 """Times one fine-tuning step of a fixture network's top blocks in PyTorch CPU, for the benchmark's ratio.
 
 Run by bench/finetune.ts with /work/pyenv's PyTorch 2.x (CPU wheel) and the tuned environment the
-project quotes (see bench/torch_forward.py). The network is rebuilt bit for bit from
-../shared/models/fixtures-src/fixture_models.py; its BatchNorm layers are folded into the
-convolutions they follow, as in the ONNX export headstart trains, so both sides run the same graph:
+project quotes (see bench/torch_forward.py). The network is rebuilt from
+../shared/models/fixtures-src/fixture_models.py when torchvision imports, its BatchNorm layers folded
+into the convolutions they follow, as in the ONNX export headstart trains; without torchvision
+(/work/pyenv has none now) the same layers come from bench/torch_fixture_cnns.py, BatchNorm already
+folded. Either way both sides run the same graph:
 either the last two blocks (MobileNetV2: features.16, features.17-18; ResNet-18: layer4.0,
 layer4.1) on activations of the frozen part computed once, or the whole network from the pixels
 ('all'); then global average pooling and a linear head.
@@ -30,7 +32,12 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.nn.utils.fusion import fuse_conv_bn_eval  # noqa: E402
-import fixture_models  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_fixture_cnns  # noqa: E402
+try:
+    import fixture_models  # noqa: E402
+except ModuleNotFoundError:  # no torchvision: the plain torch.nn twins
+    fixture_models = None
 
 name, batch, threads, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 scope = sys.argv[6] if len(sys.argv) > 6 else "top2"
@@ -68,6 +75,16 @@ class Top(nn.Module):
 
 def split(model_name):
     """The frozen prefix (identity for 'all') and the trained top."""
+    if fixture_models is None:
+        if model_name == "mobilenet-v2":
+            features = torch_fixture_cnns.mobilenet_v2_features()
+            cut = 0 if scope == "all" else 16
+            return features[:cut], Top(nn.Sequential(*features[cut:]), 1280)
+        if model_name == "resnet-18":
+            stem, layer4 = torch_fixture_cnns.resnet18_parts()
+            if scope == "all":
+                return nn.Sequential(), Top(nn.Sequential(stem, layer4), 512)
+            return stem, Top(layer4, 512)
     if model_name == "mobilenet-v2":
         features = fixture_models.build_mobilenet_v2().m.features
         cut = 0 if scope == "all" else 16
