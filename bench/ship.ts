@@ -275,6 +275,12 @@ async function measure(work: string): Promise<void> {
   const classifier = await ImageClassifier.train({ data: HYMENOPTERA, backbone: BACKBONE, cacheDir });
   await classifier.save(model, { report: false });
 
+  // `tsx bench/ship.ts serve`: the serving rows alone (the export and int8 rows take most of the run).
+  if (!process.argv.slice(2).includes('serve')) await exportRows(classifier);
+  await serveRows(classifier, dataset, model, cacheDir);
+}
+
+async function exportRows(classifier: ImageClassifier): Promise<void> {
   section(`Export (${BACKBONE} + linear head on hymenoptera; 153 validation photos, same decoded pixels)`);
   const { items } = await classifier.adapter.readLabelled(join(HYMENOPTERA, 'val'), classifier.labels);
   const fp32 = await exportClassifier(classifier);
@@ -301,7 +307,9 @@ async function measure(work: string): Promise<void> {
     line(`${label} file forward, batch 16 (onnxruntime-node)`, `${((runs * 16) / ((performance.now() - started) / 1000)).toFixed(1)} img/s`);
     await exported.release();
   }
+}
 
+async function serveRows(classifier: ImageClassifier, dataset: Awaited<ReturnType<typeof readImageFolder>>, model: string, cacheDir: string): Promise<void> {
   section(`headstart serve under load (${BACKBONE}, ${SECONDS} s per run, hymenoptera JPEGs as raw image/jpeg bodies, autocannon on 127.0.0.1)`);
   const photos = [...dataset.train, ...dataset.validation];
   // The better of two runs: the reference the server is held to should not be a slow outlier.
