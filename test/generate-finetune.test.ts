@@ -17,12 +17,18 @@ import { exportLmFolder } from '../src/generator/lm-export.js';
 import { HeadstartError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 import { runCli } from './helpers/cli.js';
+import { spawnSync } from 'node:child_process';
 
 const MODEL = new URL('../../shared/models/gpt2-tiny-news', import.meta.url).pathname;
 /** PyTorch + PEFT on the same weights and batch (tools/generate-finetune-reference.py). */
 const REF = JSON.parse(readFileSync(new URL('./fixtures/generate/finetune-reference.json', import.meta.url), 'utf8'));
 const T = REF.block_length as number;
 const VOCAB = 8192;
+/** A Python with torch, transformers and peft (the developers' venv; CI has none, so the PEFT check is skipped there). */
+const PYTHON = process.env.HEADSTART_PYTHON ?? '/work/pyenv/bin/python';
+const hasPeft = spawnSync(PYTHON, ['-c', 'import peft, transformers, torch'], { stdio: 'ignore' }).status === 0;
+/** The LoRA folder the CLI test writes and its greedy tokens, for the PEFT check after it. */
+let loraRun: { out: string; prompt: string; tokenIds: number[] } | undefined;
 
 let dir: string;
 beforeAll(async () => {
@@ -146,6 +152,7 @@ describe('headstart train --task generate', () => {
     const tuned = await CausalLm.open(out, { threads: 1 });
     const [result] = await generate(tuned, ['the movie'], { maxNewTokens: 12, temperature: 0 });
     await tuned.dispose();
+    loraRun = { out, prompt: 'the movie', tokenIds: result!.tokenIds };
     expect((await stat(join(out, 'manifest.json'))).isFile()).toBe(true);
     // The report carries the curves, both perplexities and generations before and after from held-out openings.
     const html = await readFile(join(out, 'report.html'), 'utf8');
@@ -171,6 +178,16 @@ describe('headstart train --task generate', () => {
     expect(theirs.slice(0, result!.tokenIds.length)).toEqual(result!.tokenIds);
     await model.dispose();
   }, 300_000);
+
+  it.skipIf(!hasPeft)('PEFT loads the saved adapter onto the base model and decodes the same greedy tokens as the merged folder', () => {
+    expect(loraRun).toBeDefined();
+    const run = spawnSync(PYTHON, [new URL('../tools/check-peft-adapter.py', import.meta.url).pathname, MODEL, loraRun!.out, loraRun!.prompt, '12'], { encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const theirs = JSON.parse(run.stdout.trim().split('\n').pop()!) as number[];
+    // PEFT stops at EOS and includes it; headstart's ids end before it.
+    expect(theirs.slice(0, loraRun!.tokenIds.length)).toEqual(loraRun!.tokenIds);
+    expect(loraRun!.tokenIds.length).toBeGreaterThan(0);
+  }, 120_000);
 });
 
 describe('gradient accumulation', () => {
