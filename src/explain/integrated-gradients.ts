@@ -60,19 +60,28 @@ export function baselineTensor(input: PixelTensor, baseline: Baseline, blackValu
   return out;
 }
 
+/** The quadrature points on the straight path base → x, then the baseline and the input themselves (for f(x′) and f(x)), one row each. */
+export function pathBatch(base: ArrayLike<number>, x: ArrayLike<number>, nodes: readonly number[]): Float32Array {
+  const size = x.length;
+  const steps = nodes.length;
+  const batch = new Float32Array((steps + 2) * size);
+  nodes.forEach((alpha, s) => {
+    for (let i = 0; i < size; i++) batch[s * size + i] = base[i]! + alpha * (x[i]! - base[i]!);
+  });
+  for (let i = 0; i < size; i++) {
+    batch[steps * size + i] = base[i]!;
+    batch[(steps + 1) * size + i] = x[i]!;
+  }
+  return batch;
+}
+
 export async function integratedGradients(runner: GradientRunner, input: PixelTensor, target: number, options: IntegratedGradientsOptions): Promise<IntegratedGradientsResult> {
   const steps = options.steps ?? 32;
   const { nodes, weights } = gaussLegendre(steps);
   const x = input.values;
   const base = baselineTensor(input, options.baseline ?? 'black', options.blackValues);
   const size = x.length;
-  // The quadrature points, then the baseline and the input themselves (for f(x′) and f(x)).
-  const batch = new Float32Array((steps + 2) * size);
-  nodes.forEach((alpha, s) => {
-    for (let i = 0; i < size; i++) batch[s * size + i] = base[i]! + alpha * (x[i]! - base[i]!);
-  });
-  batch.set(base, steps * size);
-  batch.set(x, (steps + 1) * size);
+  const batch = pathBatch(base, x, nodes);
   const rows = new Array<number>(steps + 2).fill(target);
   const { gradient, logits } = await runner.run(batch, rows);
   const attributions = new Float32Array(size);

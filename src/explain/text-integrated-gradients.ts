@@ -20,7 +20,7 @@ import type { HeadState } from '../heads/head.js';
 import { messageOf, modelError } from '../util/errors.js';
 import { copyGraph } from './attribution-model.js';
 import { addTargetScoreGradient } from './gradient-runner.js';
-import { gaussLegendre } from './integrated-gradients.js';
+import { gaussLegendre, pathBatch } from './integrated-gradients.js';
 
 /** Rows (quadrature steps) per onnxruntime run. */
 const STEP_BATCH = 8;
@@ -130,12 +130,7 @@ export class TextAttribution {
     const x = this.embed(ids);
     const base = this.embed(ids.map((id, t) => (options.keep.has(t) ? id : options.padId)));
     const size = x.length;
-    const batch = new Float32Array((steps + 2) * size);
-    nodes.forEach((alpha, s) => {
-      for (let i = 0; i < size; i++) batch[s * size + i] = base[i]! + alpha * (x[i]! - base[i]!);
-    });
-    batch.set(base, steps * size);
-    batch.set(x, (steps + 1) * size);
+    const batch = pathBatch(base, x, nodes);
     const { logits, gradient } = await this.run(batch, ids, target);
     const tokens = new Float64Array(ids.length);
     for (let s = 0; s < steps; s++) {
