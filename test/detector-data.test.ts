@@ -194,12 +194,21 @@ describe('bad annotations are skipped and listed; unreadable files are errors', 
 });
 
 describe('the CLI on detection data', () => {
-  it('`headstart train` recognises a detection export and says what works instead of misreading it as class folders', async () => {
-    const result = await runCli(['train', roboflow, '--out', join(dir, 'model'), '--quiet']);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toContain(`${roboflow} is a detection dataset (COCO layout)`);
-    expect(result.stderr).toContain('headstart eval builtin:centernet');
-  }, 60_000);
+  it('`headstart train` recognises a detection export and trains a detector on it (not class folders); --shots is refused for detection', async () => {
+    const out = join(dir, 'model');
+    const result = await runCli(['train', roboflow, '--out', out, '--epochs', '1', '--json', '--cache-dir', join(dir, 'cache'), '--quiet']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as { task: string; labels: string[] };
+    expect(manifest.task).toBe('detect');
+    const categories = (JSON.parse(await readFile(join(roboflow, 'train', '_annotations.coco.json'), 'utf8')) as { categories: { name: string }[] }).categories.map((c) => c.name);
+    expect([...manifest.labels].sort()).toEqual([...new Set(categories)].sort());
+    const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8')) as Record<string, unknown>;
+    for (const key of ['mAP', 'mAP50', 'mAP75']) expect(typeof metrics[key]).toBe('number');
+    const refused = await runCli(['train', roboflow, '--shots', '5', '--out', join(dir, 'shots'), '--quiet']);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--shots is not available for detection');
+  }, 240_000);
 });
 
 describe('EXIF orientation never makes boxes and pixels disagree', () => {
