@@ -7,34 +7,11 @@ import type { ImagePreprocessing } from '../backbones/image-preprocessing.js';
 import { inputFootprint } from '../data/image-decode.js';
 import type { ReplaceGuard } from '../util/atomic.js';
 import { dataError, messageOf } from '../util/errors.js';
-import type { Grid } from './pixel-grid.js';
+import { sampleBilinear, type Grid } from './pixel-grid.js';
 
 /** `grid` (on the input grid) sampled bilinearly at every pixel of the `width`×`height` image; 0 outside the crop. */
 export function toImageGrid(grid: Grid, width: number, height: number, pre: Pick<ImagePreprocessing, 'width' | 'height' | 'resize' | 'shortestEdge'>): Grid {
-  const box = inputFootprint(width, height, pre);
-  const values = new Float32Array(width * height);
-  const gx = grid.width / box.width;
-  const gy = grid.height / box.height;
-  for (let y = 0; y < height; y++) {
-    const v = (y + 0.5 - box.top) * gy - 0.5;
-    if (v < -0.5 || v > grid.height - 0.5) continue;
-    const fy = Math.min(Math.max(v, 0), grid.height - 1);
-    const y0 = Math.floor(fy);
-    const y1 = Math.min(y0 + 1, grid.height - 1);
-    const wy = fy - y0;
-    for (let x = 0; x < width; x++) {
-      const u = (x + 0.5 - box.left) * gx - 0.5;
-      if (u < -0.5 || u > grid.width - 0.5) continue;
-      const fx = Math.min(Math.max(u, 0), grid.width - 1);
-      const x0 = Math.floor(fx);
-      const x1 = Math.min(x0 + 1, grid.width - 1);
-      const wx = fx - x0;
-      const top = grid.values[y0 * grid.width + x0]! * (1 - wx) + grid.values[y0 * grid.width + x1]! * wx;
-      const bottom = grid.values[y1 * grid.width + x0]! * (1 - wx) + grid.values[y1 * grid.width + x1]! * wx;
-      values[y * width + x] = top * (1 - wy) + bottom * wy;
-    }
-  }
-  return { width, height, values };
+  return sampleBilinear(grid, width, height, inputFootprint(width, height, pre));
 }
 
 /** Colour stops of the heat map: dark blue (0) → cyan → yellow → red (1). */

@@ -31,16 +31,28 @@ export function reduceChannels(tensor: Float32Array, width: number, height: numb
  * libvips sample): coarse Grad-CAM and rollout grids onto the input grid.
  */
 export function resizeGrid(grid: Grid, width: number, height: number): Grid {
+  return sampleBilinear(grid, width, height, { left: 0, top: 0, width, height });
+}
+
+/**
+ * `grid` stretched over `box` (in the pixels of a `width`×`height` image) and sampled bilinearly at
+ * every pixel centre, edges clamped; pixels outside the box stay 0.
+ */
+export function sampleBilinear(grid: Grid, width: number, height: number, box: { left: number; top: number; width: number; height: number }): Grid {
   const values = new Float32Array(width * height);
-  const sx = grid.width / width;
-  const sy = grid.height / height;
+  const gx = grid.width / box.width;
+  const gy = grid.height / box.height;
   for (let y = 0; y < height; y++) {
-    const fy = Math.min(Math.max((y + 0.5) * sy - 0.5, 0), grid.height - 1);
+    const v = (y + 0.5 - box.top) * gy - 0.5;
+    if (v < -0.5 || v > grid.height - 0.5) continue;
+    const fy = Math.min(Math.max(v, 0), grid.height - 1);
     const y0 = Math.floor(fy);
     const y1 = Math.min(y0 + 1, grid.height - 1);
     const wy = fy - y0;
     for (let x = 0; x < width; x++) {
-      const fx = Math.min(Math.max((x + 0.5) * sx - 0.5, 0), grid.width - 1);
+      const u = (x + 0.5 - box.left) * gx - 0.5;
+      if (u < -0.5 || u > grid.width - 0.5) continue;
+      const fx = Math.min(Math.max(u, 0), grid.width - 1);
       const x0 = Math.floor(fx);
       const x1 = Math.min(x0 + 1, grid.width - 1);
       const wx = fx - x0;
