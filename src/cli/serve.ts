@@ -26,7 +26,7 @@ interface ServeCommandOptions extends GlobalOptions, HubCliOptions {
 
 export function serveCommand(): Command {
   return withHubOptions(new Command('serve'))
-    .description('serve trained models over HTTP: POST /v1/models/<name>/predict, GET /v1/models, /healthz, /metrics; causal LMs at POST /v1/completions and /v1/chat/completions (OpenAI format); detectors (builtin:centernet, YOLO .onnx) at POST /v1/detectors/<name>/detect')
+    .description('serve trained models over HTTP: POST /v1/models/<name>/predict, GET /v1/models, /healthz, /metrics; causal LMs at POST /v1/completions and /v1/chat/completions (OpenAI format); detectors (builtin:centernet, YOLO .onnx) at POST /v1/detectors/<name>/detect (per-box Grad-CAM at POST /v1/models/<name>/explain)')
     .argument('<models...>', 'model folders written by `headstart train` (or causal LM folders / hf: references); served under their folder name, or name=folder')
     .option('-p, --port <port>', 'TCP port (0: any free one)', integer('--port'), 8080)
     .option('--host <host>', 'interface to listen on (0.0.0.0 for every one)', '127.0.0.1')

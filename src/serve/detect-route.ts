@@ -44,15 +44,21 @@ export function registerDetectionRoutes(app: FastifyInstance, detectors: readonl
     },
     async (request) => {
       const { name, detector } = byName.get(request.params.name)!;
-      const threshold = parseNumber(request.query.threshold, 'threshold', 0.25, 0, 1);
-      const maxDetections = parseNumber(request.query.max_detections, 'max_detections', 100, 1, 1000);
-      if (!Number.isInteger(maxDetections)) throw new HttpError(400, 'bad_max_detections', 'max_detections must be an integer');
+      const { threshold, maxDetections } = parseDetectionQuery(request.query, 100, 1000);
       const { inputs, names, batch } = await readRequestInputs(request, 'image', limits);
       const results = await detector.detectMany(inputs, { threshold, maxDetections });
       const shaped = results.map((r) => ({ width: r.width, height: r.height, detections: r.detections }));
       return batch ? { model: name, results: shaped.map((r, i) => ({ input: names[i], ...r })) } : { model: name, ...shaped[0] };
     },
   );
+}
+
+/** `threshold` and `max_detections` as detect and explain take them (explain: fewer boxes, each costs a backward pass). */
+export function parseDetectionQuery(query: { threshold?: string; max_detections?: string }, defaultMax: number, maxMax: number): { threshold: number; maxDetections: number } {
+  const threshold = parseNumber(query.threshold, 'threshold', 0.25, 0, 1);
+  const maxDetections = parseNumber(query.max_detections, 'max_detections', defaultMax, 1, maxMax);
+  if (!Number.isInteger(maxDetections)) throw new HttpError(400, 'bad_max_detections', 'max_detections must be an integer');
+  return { threshold, maxDetections };
 }
 
 function parseNumber(value: string | undefined, name: string, fallback: number, min: number, max: number): number {

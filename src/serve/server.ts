@@ -2,7 +2,8 @@
  * `headstart serve`: trained models over HTTP, on Fastify.
  *
  *   POST /v1/models/<name>/predict   one input (raw bytes, JSON text, WAV) or a batch (multipart files, JSON texts)
- *   POST /v1/models/<name>/explain   the same inputs: why the model predicts what it does (explain-route.ts)
+ *   POST /v1/models/<name>/explain   the same inputs: why the model predicts what it does (explain-route.ts);
+ *                                    for a detector, per-box Grad-CAM (also at /v1/detectors/<name>/explain)
  *   GET  /v1/models                  what is served
  *   GET  /healthz                    200 while serving, 503 while shutting down
  *   GET  /metrics                    Prometheus text: requests, latency, batch sizes, process memory
@@ -129,6 +130,9 @@ export async function createServer(models: ModelToServe[], options: ServeOptions
     if (served.has(name)) throw new Error(`two models are named "${name}"`);
     served.set(name, new ServedModel(name, classifier, batching, metrics));
   }
+  const detectors = new Map((options.detectors ?? []).map((d) => [d.name, d.detector]));
+  // /v1/models/<name>/explain serves both kinds, so one name must mean one model.
+  for (const name of detectors.keys()) if (served.has(name)) throw new Error(`a model and a detector are both named "${name}"`);
 
   const app = await createHttpApp({ limits, logger: options.logger ?? { level: 'info' }, onRejected: (reason) => metrics.rejected.inc({ reason }) });
 
@@ -186,7 +190,7 @@ export async function createServer(models: ModelToServe[], options: ServeOptions
     },
   );
 
-  registerExplainRoute(app, { model: (name) => served.get(name)?.classifier, limits });
+  registerExplainRoute(app, { model: (name) => served.get(name)?.classifier, detector: (name) => detectors.get(name), limits });
 
   return {
     app,
