@@ -74,8 +74,8 @@ async function timeCalls(run: () => Promise<unknown>, seconds: number): Promise<
   return { ms: median(wall), cpuMs: median(cpu) };
 }
 
-/** headstart's step and forward times for the last two blocks (or all) + a linear head of a fixture model. */
-async function ourStep(model: string, seconds: number, nchwcBlock: number | undefined, scope: Scope) {
+/** The training step of the last two blocks (or all) + a linear head of a fixture model, with a random batch. */
+export async function fixtureStep(model: string, nchwcBlock: number | undefined, scope: Scope) {
   const trainable = await readTrainableModel(await readFile(join(SHARED, 'models', model, 'onnx/model.onnx')), model);
   const blocks = findBlocks(trainable, 'pooler_output');
   const weights = weightsOfTopBlocks(blocks, scope === 'all' ? 'all' : 2);
@@ -88,7 +88,6 @@ async function ourStep(model: string, seconds: number, nchwcBlock: number | unde
   });
   const params = [...weights, head.weight, head.bias].map((name) => ({ name }));
   const training = buildTrainingGraph({ graph: partition.suffix, info: partition.info, logits: head.logits, params, optimizer: { kind: 'adamw', weightDecay: 0.01 }, origin: model, nchwcBlock });
-  const session = await TrainingSession.create(training, (name) => partition.suffix.floatInitializer(name)!, model, THREADS);
   const batch = Object.fromEntries(
     partition.frontier.map((tensor) => {
       const size = tensor.dims.reduce((a, b) => a * b, 1);
@@ -96,6 +95,13 @@ async function ourStep(model: string, seconds: number, nchwcBlock: number | unde
     }),
   );
   const targets = new ort.Tensor('float32', Float32Array.from({ length: BATCH * CLASSES }, (_, i) => (i % CLASSES === Math.floor(i / CLASSES) % CLASSES ? 0.95 : 0.05)), [BATCH, CLASSES]);
+  return { training, partition, params, batch, targets, weight: (name: string) => partition.suffix.floatInitializer(name)! };
+}
+
+/** headstart's step and forward times for the last two blocks (or all) + a linear head of a fixture model. */
+async function ourStep(model: string, seconds: number, nchwcBlock: number | undefined, scope: Scope) {
+  const { training, partition, params, batch, targets, weight } = await fixtureStep(model, nchwcBlock, scope);
+  const session = await TrainingSession.create(training, weight, model, THREADS);
   const step = await timeCalls(() => session.step(batch, targets, 1e-4), seconds);
   const forward = await timeCalls(() => session.evaluate(batch), seconds);
   // What a step copies besides compute: every trained value and its two Adam moments, in and out.
@@ -106,7 +112,7 @@ async function ourStep(model: string, seconds: number, nchwcBlock: number | unde
   return { stepMs: step.ms, stepCpuMs: step.cpuMs, forwardMs: forward.ms, copyMs: copy.ms, values, cut: partition.frontier.map((tensor) => `[${tensor.dims}]`).join(' + ') };
 }
 
-type Scope = 'top2' | 'all';
+export type Scope = 'top2' | 'all';
 
 /** PyTorch 2.x (CPU) of /work/pyenv, the anchor; Debian's 1.13 was the previous one. */
 const TORCH_PYTHON = process.env.HEADSTART_TORCH_PYTHON ?? '/work/pyenv/bin/python';
@@ -170,12 +176,11 @@ export async function fineTuneSpeedBench(): Promise<void> {
 
 }
 
-/** Accuracy of the default recipe and of auto against the frozen head (alone: `npx tsx bench/finetune.ts accuracy`). */
-export async function fineTuneAccuracyBench(): Promise<void> {
-  const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-bench-finetune-'));
-  const runSeeds = async (data: string, options: { fineTune?: FineTuneOptions; augment?: number }) => {
+/** Trains an image classifier per seed; validation accuracy, seconds, and what `unfreeze: 'auto'` kept. */
+function seedRunner(cacheDir: string) {
+  return async (data: string, options: { fineTune?: FineTuneOptions; augment?: number }, seeds = SEEDS) => {
     const result = { accuracy: [] as number[], seconds: [] as number[], kept: [] as string[] };
-    for (const seed of SEEDS) {
+    for (const seed of seeds) {
       const started = performance.now();
       const classifier = await ImageClassifier.train({ data: await readImageFolder(data, { seed }), backbone: MOBILENET_035, cacheDir, seed, ...options });
       result.seconds.push((performance.now() - started) / 1000);
@@ -186,6 +191,31 @@ export async function fineTuneAccuracyBench(): Promise<void> {
     }
     return result;
   };
+}
+
+/** The BatchNorm modes on MNIST digits, seed by seed interleaved (alone: `npx tsx bench/finetune.ts batchnorm`). */
+export async function batchNormBench(): Promise<void> {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-bench-finetune-'));
+  const runSeeds = seedRunner(cacheDir);
+  const data = await mnistDigitFolder(cacheDir, { train: 30, validation: 50 });
+  section(`MNIST digits (30 per class, 500 validation), MobileNetV2 α=0.35, unfreeze 2: BatchNorm folded and frozen vs a trainable scale and shift per folded conv, seeds ${SEEDS.join(', ')}`);
+  const modes = { frozen: { accuracy: [] as number[], seconds: [] as number[] }, affine: { accuracy: [] as number[], seconds: [] as number[] } };
+  for (const seed of SEEDS) {
+    for (const mode of ['frozen', 'affine'] as const) {
+      const run = await runSeeds(data, { fineTune: { unfreeze: 2, batchNorm: mode } }, [seed]);
+      modes[mode].accuracy.push(run.accuracy[0]!);
+      modes[mode].seconds.push(run.seconds[0]!);
+      console.log(`  seed ${seed} batchNorm ${mode}: ${run.accuracy[0]!.toFixed(3)} (${run.seconds[0]!.toFixed(0)} s)`);
+    }
+  }
+  for (const mode of ['frozen', 'affine'] as const) line(`digits, unfreeze 2, batchNorm ${mode}: val accuracy`, meanStd(modes[mode].accuracy), `per seed ${modes[mode].accuracy.map((a) => a.toFixed(3)).join(', ')}; ${mean(modes[mode].seconds).toFixed(0)} s per run`);
+  line('  affine − frozen', `${(100 * (mean(modes.affine.accuracy) - mean(modes.frozen.accuracy))).toFixed(1)} pts`);
+}
+
+/** Accuracy of the default recipe and of auto against the frozen head (alone: `npx tsx bench/finetune.ts accuracy`). */
+export async function fineTuneAccuracyBench(): Promise<void> {
+  const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-bench-finetune-'));
+  const runSeeds = seedRunner(cacheDir);
   const report = (label: string, result: Awaited<ReturnType<typeof runSeeds>>, note = '') =>
     line(`${label}: val accuracy`, meanStd(result.accuracy), `per seed ${result.accuracy.map((a) => a.toFixed(3)).join(', ')}; ${mean(result.seconds).toFixed(1)} s per run${result.kept.length ? `; kept ${result.kept.join(', ')}` : ''}${note}`);
   const gain = (tuned: number[], frozen: number[], target: number) => line('  fine-tuned − frozen', `${(100 * (mean(tuned) - mean(frozen))).toFixed(1)} pts`, `(target ≥ +${target})`);
@@ -220,5 +250,5 @@ export async function fineTuneAccuracyBench(): Promise<void> {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const only = process.argv[2];
-  await (only === 'speed' ? fineTuneSpeedBench() : only === 'accuracy' ? fineTuneAccuracyBench() : fineTuneBench());
+  await (only === 'speed' ? fineTuneSpeedBench() : only === 'accuracy' ? fineTuneAccuracyBench() : only === 'batchnorm' ? batchNormBench() : fineTuneBench());
 }

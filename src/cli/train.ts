@@ -65,6 +65,7 @@ interface TrainCommandOptions extends GlobalOptions, HubCliOptions, QueueCliOpti
   unfreeze?: number | 'all' | 'auto';
   fineTuneEpochs?: number;
   fineTuneLr?: number;
+  batchnorm?: 'frozen' | 'affine';
   shots?: number;
   seeds: number;
   textColumn?: string;
@@ -117,6 +118,7 @@ export function trainCommand(): Command {
       .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; auto: fine-tune the default blocks and keep that or the frozen backbone, whichever is better on validation; image backbones', blockCount)
       .option('--fine-tune-epochs <n>', 'epochs with the blocks unfrozen (default 10; early stopping may end sooner)', integer('--fine-tune-epochs', 1))
       .option('--fine-tune-lr <rate>', 'peak learning rate while fine-tuning (default 3e-3; lower blocks get less)', positiveNumber('--fine-tune-lr'))
+      .addOption(new Option('--batchnorm <mode>', 'with --unfreeze: frozen keeps BatchNorm as exported (folded into the convolutions); affine trains a per-channel scale and shift after each folded convolution, as fastai trains BatchNorm (default frozen)').choices(['frozen', 'affine']))
       .option('--no-cache', 'do not read or write the feature cache')
       .option('--no-calibrate', 'do not fit a softmax temperature on the validation split')
       .option('--no-report', `do not write <out>/${REPORT_FILE}`)
@@ -193,7 +195,7 @@ export function trainCommand(): Command {
       cache: options.cache,
       calibrate: options.calibrate,
       queue: queueOptionsOf(options),
-      fineTune: options.unfreeze === undefined ? undefined : { unfreeze: options.unfreeze, epochs: options.fineTuneEpochs, lr: options.fineTuneLr },
+      fineTune: options.unfreeze === undefined ? undefined : { unfreeze: options.unfreeze, epochs: options.fineTuneEpochs, lr: options.fineTuneLr, batchNorm: options.batchnorm },
       // Audio takes --pooling through its backbone's preprocessing (recorded in the manifest and cache key).
       backboneOptions: task === 'audio' && options.pooling ? { ...backboneOptions, preprocessing: { pooling: options.pooling } as object } : backboneOptions,
       reporter,

@@ -14,6 +14,7 @@ import type { ImageBackbone } from '../backbones/image-backbone.js';
 import { createSession, type ort } from '../backbones/onnx-session.js';
 import { encodeModel, type GraphNode } from '../backbones/tfjs/onnx-graph.js';
 import { depthFromTop, findBlocks, weightsOfTopBlocks, type Block } from '../autodiff/blocks.js';
+import { foldChannelAffines, insertChannelAffines } from '../autodiff/channel-affine.js';
 import { appendLinearHead } from '../autodiff/head.js';
 import { nodesNeededFor } from '../autodiff/graph-utils.js';
 import { nchwcBlockSize } from '../autodiff/nchwc.js';
@@ -40,6 +41,8 @@ import { PrefixRunner } from './prefix.js';
  * 'auto' (classifiers only): fine-tune the default blocks and keep that or the frozen head,
  * whichever is better on validation.
  */
+export type BatchNormMode = 'frozen' | 'affine' | 'update';
+
 export type UnfreezeSpec = number | 'all' | 'auto' | `last-${number}-blocks` | { fromNode: string };
 
 export interface FineTuneOptions {
@@ -69,12 +72,15 @@ export interface FineTuneOptions {
   /** SGD momentum; default 0.9. */
   momentum?: number;
   /**
-   * BatchNormalization layers left in the trained blocks: 'frozen' (default) keeps their running
-   * statistics and trains only γ and β; 'update' trains with batch statistics and updates the
-   * running ones, as torch's train mode does. (Exported graphs usually fold BatchNorm into the
-   * convolutions, leaving nothing to update.)
+   * BatchNorm in the trained blocks. 'frozen': running statistics kept; where the graph still has
+   * BatchNormalization nodes their γ and β train, where the exporter folded BatchNorm into the
+   * convolutions nothing BatchNorm-like is added (Keras's inference-mode BatchNorm). 'affine': as
+   * 'frozen', plus a trainable per-channel scale and shift (identity at the start, no weight decay)
+   * after every trained convolution whose BatchNorm was folded, folded back when the graph is written
+   * (fastai's trainable γ and β). 'update': train-mode BatchNormalization nodes (batch statistics,
+   * running statistics updated as torch's train mode does); nothing to update in folded graphs.
    */
-  batchNorm?: 'frozen' | 'update';
+  batchNorm?: BatchNormMode;
   /** The validation score that picks the best epoch and stops early: 'accuracy' (default; ties to the lower loss) or 'loss'. */
   selectBy?: 'accuracy' | 'loss';
   /** Weight decay towards the pre-trained weights (L2-SP, default) or towards zero. */
@@ -115,6 +121,7 @@ export const FINE_TUNE_DEFAULTS = {
   // A head refitted on the fine-tuned features lost 1–4 points against the one trained with them.
   head: 'joint' as 'joint' | 'refit',
   augment: 0,
+  batchNorm: 'frozen' as BatchNormMode,
 };
 
 export interface FineTuneSettings {
@@ -133,6 +140,8 @@ export interface FineTuneRecord {
   blocks: { total: number; trained: { name: string; weights: number; values: number; lrScale: number }[] };
   cut: string[];
   trainedValues: number;
+  /** Scale-and-shift pairs inserted after folded convolutions (`batchNorm: 'affine'`; 0 otherwise). */
+  batchNormAffines: number;
   options: Required<Omit<FineTuneOptions, 'freezeEpochs' | 'unfreeze'>> & { freezeEpochs: number | null };
   /** Augmented views per training image the blocks were trained on (0: none). */
   views: number;
@@ -183,7 +192,7 @@ function resolveOptions(options: FineTuneOptions) {
     optimizer: optimizerOption(options.optimizer ?? 'adamw'),
     momentum: fraction('momentum', options.momentum ?? FINE_TUNE_DEFAULTS.momentum),
     freezeEpochs: options.freezeEpochs === undefined ? null : integer('freezeEpochs', options.freezeEpochs, 1),
-    batchNorm: batchNormOption(options.batchNorm ?? 'frozen'),
+    batchNorm: batchNormOption(options.batchNorm ?? FINE_TUNE_DEFAULTS.batchNorm),
     selectBy: oneOf('selectBy', options.selectBy ?? FINE_TUNE_DEFAULTS.selectBy, ['accuracy', 'loss'] as const),
     decayTowards: oneOf('decayTowards', options.decayTowards ?? FINE_TUNE_DEFAULTS.decayTowards, ['pretrained', 'zero'] as const),
     head: oneOf('head', options.head ?? FINE_TUNE_DEFAULTS.head, ['joint', 'refit'] as const),
@@ -196,9 +205,8 @@ function oneOf<T extends string>(name: string, value: string, allowed: readonly 
   return value as T;
 }
 
-function batchNormOption(value: string): 'frozen' | 'update' {
-  if (value !== 'frozen' && value !== 'update') throw usageError(`batchNorm must be 'frozen' or 'update', got ${JSON.stringify(value)}`);
-  return value;
+function batchNormOption(value: string): BatchNormMode {
+  return oneOf('batchNorm', value, ['frozen', 'affine', 'update'] as const);
 }
 
 function optimizerOption(value: string): 'adamw' | 'sgd' {
@@ -290,7 +298,14 @@ export async function fineTuneBackbone(
       ...(standardizer ? { mean: standardizer.mean, std: standardizer.std } : {}),
     });
     const lrScale = (weight: string) => 1 / resolved.discriminative ** ((depth.get(weight) ?? 0) + 1);
-    const params: ParamSpec[] = [...weights.map((name) => ({ name, lrScale: lrScale(name) })), { name: head.weight, decayTowards: 'zero' }, { name: head.bias }];
+    // Folded BatchNorm's γ and β as a scale and shift after each trained conv, at its block's rate.
+    const affines = resolved.batchNorm === 'affine' ? insertChannelAffines(partition.suffix, partition.info, weights) : [];
+    const params: ParamSpec[] = [
+      ...weights.map((name) => ({ name, lrScale: lrScale(name) })),
+      ...affines.flatMap((affine) => [affine.scale, affine.shift].map((name) => ({ name, lrScale: lrScale(affine.weight), decay: false }))),
+      { name: head.weight, decayTowards: 'zero' },
+      { name: head.bias },
+    ];
     const decayTowards = resolved.decayTowards === 'pretrained' ? 'initial' : 'zero';
     const optimizer: OptimizerSpec =
       resolved.optimizer === 'sgd' ? { kind: 'sgd', momentum: resolved.momentum, weightDecay: resolved.weightDecay, decayTowards } : { kind: 'adamw', weightDecay: resolved.weightDecay, decayTowards };
@@ -301,7 +316,7 @@ export async function fineTuneBackbone(
       params,
       optimizer,
       origin: model.origin,
-      batchNormStatistics: resolved.batchNorm,
+      batchNormStatistics: resolved.batchNorm === 'update' ? 'update' : 'frozen',
       nchwcBlock: await nchwcBlockSize(),
     });
     session = await TrainingSession.create(training, (name) => partition.suffix.floatInitializer(name)!, model.origin, settings.threads);
@@ -309,7 +324,8 @@ export async function fineTuneBackbone(
     const loop = await trainEpochs(session, partition.frontier, train, validation, classes, { ...resolved, seed }, reporter, `fine-tune ${describeUnfreeze(unfreeze)}`);
     const trainSeconds = (performance.now() - trainStarted) / 1000;
 
-    const backboneWeights = new Map([...loop.best].filter(([name]) => name !== head.weight && name !== head.bias));
+    const trainedWeights = new Map([...loop.best].filter(([name]) => name !== head.weight && name !== head.bias));
+    const backboneWeights = foldChannelAffines(trainedWeights, affines, (name) => partition.suffix.floatInitializer(name)!);
     const bytes = fineTunedGraphBytes(graph, backboneWeights, `${backbone.reference.id} fine-tuned by headstart (${describeUnfreeze(unfreeze)})`);
     const tuned = await openFineTunedBackbone(backbone, bytes, settings.threads);
     const jointHead = new LinearHead(firstHead.dim, classes, loop.best.get(head.weight)!, loop.best.get(head.bias)!, standardizer ? new Standardizer(standardizer.mean, standardizer.std) : null);
@@ -325,7 +341,8 @@ export async function fineTuneBackbone(
         }),
       },
       cut: partition.frontier.map((tensor) => tensor.name),
-      trainedValues: valuesOf(weights) + firstHead.weight.length + firstHead.bias.length,
+      trainedValues: valuesOf(weights) + 2 * affines.reduce((sum, affine) => sum + partition.suffix.initializers.get(affine.scale)!.data.length, 0) + firstHead.weight.length + firstHead.bias.length,
+      batchNormAffines: affines.length,
       options: { ...resolved, discriminative: options.discriminative ?? true },
       views: viewCount,
       headStage: { epochs: headFit.history.length, valLoss: headStage?.valLoss, valAccuracy: headStage?.valAccuracy },
