@@ -60,7 +60,7 @@ describe('readImageFolder', () => {
     await writeFile(join(root, 'red', 'notes.txt'), 'hello');
     await writeFile(join(root, 'red', '.DS_Store'), 'junk');
     const dataset = await readImageFolder(root);
-    expect(dataset.skipped).toEqual([{ source: join(root, 'red', 'notes.txt'), reason: expect.stringMatching(/not an image file \(\.txt\)/) }]);
+    expect(dataset.skipped).toEqual([{ source: join(root, 'red', 'notes.txt'), reason: expect.stringMatching(/not one of the image files \(\.txt\)/) }]);
     expect(dataset.train.length + dataset.validation.length).toBe(6);
   });
 
@@ -82,7 +82,7 @@ describe('readImageFolder', () => {
     const dir = await tempDir();
     await expect(readImageFolder(join(dir, 'nope'))).rejects.toThrow(/nope: no such folder/);
     const file = await writeImage(join(dir, 'x.png'), await makeImage(4, 4, { r: 0, g: 0, b: 0 }));
-    await expect(readImageFolder(file)).rejects.toThrow(/expected a folder of class sub-folders/);
+    await expect(readImageFolder(file)).rejects.toThrow(/expected a folder of image files \(one sub-folder per class\), found a file/);
   });
 
   it('refuses a validation class the training set does not have', async () => {
