@@ -2,7 +2,7 @@
  * headstart studio end to end in Debian's Chromium (playwright-core): a new user creates a project
  * and two classes, uploads hymenoptera photos, trains, reads the held-out accuracy on the page, tests
  * a photo, downloads the export and runs it in plain onnxruntime-node; records a webcam burst from
- * Chromium's fake camera; every screen passes axe-core and is screenshotted; a write from another
+ * Chromium's fake camera and a clip from its fake microphone; every screen passes axe-core and is screenshotted; a write from another
  * origin is refused; a restarted server finds the project intact.
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
@@ -242,6 +242,33 @@ describe('headstart studio in Chromium', () => {
     const frame = await sharp(join(projects, 'webcam', 'waving', stored[0]!)).metadata();
     expect([frame.format, frame.width, frame.height]).toEqual(['jpeg', 320, 320]);
     await axe('webcam');
+  });
+
+  it('records a clip from the fake microphone into a sounds project, holding the button with the keyboard', async () => {
+    await page.goto(`${origin}/#/`);
+    await page.getByLabel('Name').fill('Claps');
+    await page.getByLabel('Kind').selectOption('audio');
+    await page.getByRole('button', { name: 'Create project' }).click();
+    await page.getByLabel('New class').waitFor();
+    await page.getByLabel('New class').fill('clap');
+    await page.keyboard.press('Enter');
+    await page.getByRole('heading', { name: 'clap', exact: true }).waitFor();
+    const hold = page.getByRole('button', { name: 'Hold to record' });
+    await hold.focus();
+    await page.keyboard.down('Space');
+    await page.getByText('recording…').waitFor();
+    await page.waitForTimeout(700);
+    await page.keyboard.up('Space');
+    await page.locator('article[data-class="clap"]').getByText('1 example').waitFor();
+    const [clip] = await readdir(join(projects, 'claps', 'clap'));
+    const wav = await readFile(join(projects, 'claps', 'clap', clip!));
+    // A mono 16-bit RIFF/WAVE file with samples in it (an empty clip was the bug this test found: a
+    // suspended AudioContext records nothing), no longer than the button was held.
+    expect([wav.toString('ascii', 0, 4), wav.toString('ascii', 8, 12), wav.readUInt16LE(22), wav.readUInt16LE(34)]).toEqual(['RIFF', 'WAVE', 1, 16]);
+    const seconds = wav.readUInt32LE(40) / 2 / wav.readUInt32LE(24);
+    expect(seconds).toBeGreaterThan(0.05);
+    expect(seconds).toBeLessThan(5);
+    await axe('microphone');
   });
 
   it('refuses a write sent by another site\'s page', async () => {

@@ -5,7 +5,7 @@
  */
 import { html, nothing } from 'lit';
 import { api, type ClassSummary, type Example, type ProjectDetail } from './api.js';
-import { grabFrame, openCamera, recordMicrophone, stopStream } from './media.js';
+import { HeldMicrophone, grabFrame, openCamera, stopStream } from './media.js';
 import { changed } from './project.js';
 import { LightElement, announce, byClassFolder, droppedFiles, errorText, inBatches } from './util.js';
 
@@ -13,21 +13,23 @@ const UPLOAD_BATCH = 32;
 const BURST_FPS = 8;
 
 class DataPanel extends LightElement {
-  static override properties = { project: { attribute: false }, cameraOn: { state: true }, recording: { state: true }, captured: { state: true }, target: { state: true } };
+  static override properties = { project: { attribute: false }, cameraOn: { state: true }, recording: { state: true }, listening: { state: true }, captured: { state: true }, target: { state: true } };
   project!: ProjectDetail;
   cameraOn = false;
   recording = false;
+  /** The microphone is open and delivering (it can take a moment after the button goes down). */
+  listening = false;
   captured = 0;
   /** The class the webcam or microphone records into. */
   target = '';
   private stream?: MediaStream;
   private burst?: number;
   private frames: Promise<Blob>[] = [];
-  private mic?: Awaited<ReturnType<typeof recordMicrophone>>;
+  private readonly mic = new HeldMicrophone();
 
   override disconnectedCallback(): void {
     stopStream(this.stream);
-    this.mic?.cancel();
+    this.mic.cancel();
     super.disconnectedCallback();
   }
 
@@ -141,22 +143,19 @@ class DataPanel extends LightElement {
   private async startClip() {
     if (this.recording || !this.recordInto()) return;
     this.recording = true;
-    try {
-      this.mic = await recordMicrophone();
-    } catch (error) {
-      this.recording = false;
-      announce(`The microphone could not be opened: ${errorText(error)}`, 'error');
-    }
+    const opened = await this.mic.press();
+    this.listening = opened && this.recording;
+    if (!opened) this.recording = false;
   }
 
   private async stopClip() {
-    if (!this.recording || !this.mic) return;
+    if (!this.recording) return;
     this.recording = false;
-    const mic = this.mic;
-    this.mic = undefined;
+    this.listening = false;
     const name = this.recordInto()!;
     try {
-      const wav = await mic.stop();
+      const wav = await this.mic.release();
+      if (!wav) return;
       await api.uploadFiles(this.project.id, name, [{ blob: wav, name: `mic-${new Date().toISOString().replace(/[:.]/g, '-')}.wav` }]);
       announce(`Clip added to "${name}".`);
     } catch (error) {
@@ -250,7 +249,7 @@ class DataPanel extends LightElement {
         ${select}
         <button class="record ${this.recording ? 'on' : ''}" ?disabled=${p.classes.length === 0}
           @pointerdown=${hold.down} @pointerup=${hold.up} @pointercancel=${hold.up} @keydown=${hold.keydown} @keyup=${hold.keyup}>Hold to record</button>
-        <span aria-live="polite">${this.recording ? 'recording…' : ''}</span>
+        <span aria-live="polite">${this.listening ? 'recording…' : this.recording ? 'opening the microphone…' : ''}</span>
       </div>
     </section>`;
   }

@@ -1,3 +1,5 @@
+import { announce, errorText } from './util.js';
+
 /**
  * Webcam frames and microphone clips, recorded in the page: frames as JPEG blobs from a <video>,
  * audio as 16-bit PCM WAV (what `headstart train` reads), written here because the browser records
@@ -31,6 +33,8 @@ export function grabFrame(video: HTMLVideoElement, size = 320): Promise<Blob> {
 export async function recordMicrophone(): Promise<{ stop(): Promise<Blob>; cancel(): void }> {
   const stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false }, video: false });
   const context = new AudioContext();
+  // A context made after an await (getUserMedia) may start suspended, and a suspended one records nothing.
+  await context.resume();
   const source = context.createMediaStreamSource(stream);
   // ScriptProcessorNode is deprecated but everywhere and needs no worklet module file; raw samples are all we need.
   const processor = context.createScriptProcessor(4096, 1, 1);
@@ -60,9 +64,49 @@ export async function recordMicrophone(): Promise<{ stop(): Promise<Blob>; cance
   };
 }
 
+const WAV_HEADER_BYTES = 44;
+type Recording = Awaited<ReturnType<typeof recordMicrophone>>;
+
+/**
+ * A hold-to-record button's microphone, shared by the data and test panels: `press()` opens it (and
+ * says why when it cannot), `release()` gives the clip recorded since, `cancel()` drops it.
+ */
+export class HeldMicrophone {
+  private recording?: Promise<Recording | undefined>;
+
+  /** Opens the microphone; false (with the reason announced) when it could not be opened. */
+  async press(): Promise<boolean> {
+    this.recording ??= recordMicrophone().catch((error: unknown) => {
+      announce(`The microphone could not be opened: ${errorText(error)}`, 'error');
+      return undefined;
+    });
+    const opened = (await this.recording) !== undefined;
+    if (!opened) this.recording = undefined;
+    return opened;
+  }
+
+  /** The clip recorded since `press()`; undefined (said why when it is empty) when there is none. */
+  async release(): Promise<Blob | undefined> {
+    const recording = this.recording;
+    this.recording = undefined;
+    const clip = await (await recording)?.stop();
+    // Released before the microphone delivered its first buffer: a header with no samples.
+    if (clip && clip.size <= WAV_HEADER_BYTES) {
+      announce('Nothing was recorded: hold the button until "recording…" shows.', 'error');
+      return undefined;
+    }
+    return clip;
+  }
+
+  cancel(): void {
+    void this.recording?.then((mic) => mic?.cancel());
+    this.recording = undefined;
+  }
+}
+
 /** Mono float samples as a 16-bit PCM RIFF/WAVE file. */
 export function encodeWav(samples: Float32Array, sampleRate: number): Blob {
-  const buffer = new ArrayBuffer(44 + samples.length * 2);
+  const buffer = new ArrayBuffer(WAV_HEADER_BYTES + samples.length * 2);
   const view = new DataView(buffer);
   const text = (offset: number, value: string) => [...value].forEach((c, i) => view.setUint8(offset + i, c.charCodeAt(0)));
   text(0, 'RIFF');

@@ -4,7 +4,7 @@
  */
 import { html, nothing } from 'lit';
 import { api, type Prediction, type ProjectDetail } from './api.js';
-import { grabFrame, openCamera, recordMicrophone, stopStream } from './media.js';
+import { HeldMicrophone, grabFrame, openCamera, stopStream } from './media.js';
 import { LightElement, announce, droppedFiles, errorText, percent } from './util.js';
 
 class TestPanel extends LightElement {
@@ -16,11 +16,11 @@ class TestPanel extends LightElement {
   private stream?: MediaStream;
   private timer?: number;
   private typing?: number;
-  private mic?: Awaited<ReturnType<typeof recordMicrophone>>;
+  private readonly mic = new HeldMicrophone();
 
   override disconnectedCallback(): void {
     this.stopLive();
-    this.mic?.cancel();
+    this.mic.cancel();
     for (const r of this.results) if (r.preview) URL.revokeObjectURL(r.preview);
     super.disconnectedCallback();
   }
@@ -93,21 +93,15 @@ class TestPanel extends LightElement {
   private async startClip() {
     if (this.recording) return;
     this.recording = true;
-    try {
-      this.mic = await recordMicrophone();
-    } catch (error) {
-      this.recording = false;
-      announce(`The microphone could not be opened: ${errorText(error)}`, 'error');
-    }
+    if (!(await this.mic.press())) this.recording = false;
   }
 
   private async stopClip() {
-    if (!this.recording || !this.mic) return;
+    if (!this.recording) return;
     this.recording = false;
-    const mic = this.mic;
-    this.mic = undefined;
     try {
-      this.show('recording', await api.predictBytes(this.project.id, await mic.stop()));
+      const wav = await this.mic.release();
+      if (wav) this.show('recording', await api.predictBytes(this.project.id, wav));
     } catch (error) {
       announce(errorText(error), 'error');
     }
