@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { MicroBatcher } from '../src/serve/batcher.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -39,6 +39,27 @@ describe('MicroBatcher', () => {
     const waited = performance.now() - started;
     expect(waited).toBeGreaterThanOrEqual(25);
     expect(waited).toBeLessThan(1000);
+  });
+
+  it('runs a lone item at an idle batcher without waiting for a timer when maxWaitMs is 0', async () => {
+    // Only setTimeout is faked: no timer may be pending once the item is submitted.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { batcher, batches } = doubler(16, 0);
+      const answer = batcher.submit(5);
+      expect(vi.getTimerCount()).toBe(0);
+      expect(await answer).toBe(10);
+      expect(batches).toEqual([[5]]);
+    } finally {
+      vi.runOnlyPendingTimers();
+      vi.useRealTimers();
+    }
+  });
+
+  it('puts items submitted in the same event-loop turn at an idle batcher into one batch, up to maxBatch', async () => {
+    const { batcher, batches } = doubler(4, 0);
+    expect(await Promise.all([1, 2, 3, 4, 5, 6].map((x) => batcher.submit(x)))).toEqual([2, 4, 6, 8, 10, 12]);
+    expect(batches).toEqual([[1, 2, 3, 4], [5, 6]]);
   });
 
   it('queues items while a batch runs and takes up to maxBatch of them next, one batch at a time', async () => {

@@ -31,7 +31,7 @@ export function serveCommand(): Command {
     .option('-p, --port <port>', 'TCP port (0: any free one)', integer('--port'), 8080)
     .option('--host <host>', 'interface to listen on (0.0.0.0 for every one)', '127.0.0.1')
     .option('--max-batch <n>', 'inputs per backbone call', integer('--max-batch', 1), DEFAULT_BATCHING.maxBatch)
-    .option('--max-wait-ms <ms>', 'how long the first input of a batch waits for others', positiveNumber('--max-wait-ms', true), DEFAULT_BATCHING.maxWaitMs)
+    .option('--max-wait-ms <ms>', 'how long the first input waits for others when the model is idle (0: not at all; under load, inputs queue while a batch runs anyway)', positiveNumber('--max-wait-ms', true), DEFAULT_BATCHING.maxWaitMs)
     .option('--max-body-mb <mb>', 'largest request body (multipart: all its files together)', positiveNumber('--max-body-mb'), DEFAULT_LIMITS.maxBodyBytes / 1024 / 1024)
     .option('--max-pixels <n>', 'largest image, in pixels (checked from the header, before decoding)', integer('--max-pixels', 1), DEFAULT_LIMITS.maxPixels)
     .option('--max-text-length <n>', 'longest text, in characters', integer('--max-text-length', 1), DEFAULT_LIMITS.maxTextLength)

@@ -1,11 +1,15 @@
 /**
- * Dynamic micro-batching: requests that arrive close together share one backbone call. A batch
- * starts when `maxBatch` items are waiting or the oldest has waited `maxWaitMs`; while a batch runs,
- * new items queue up and the next batch takes them as soon as it ends. So an idle server answers a
- * lone request after at most `maxWaitMs`, and a busy one batches as much as the load allows.
+ * Dynamic micro-batching: requests that arrive close together share one backbone call. While a
+ * batch runs, new items queue up, and the next batch takes up to `maxBatch` of them as soon as it
+ * ends. When nothing runs, a batch starts at once (at the end of the current event-loop turn, so
+ * inputs decoded in the same turn share it) unless `maxWaitMs` > 0 asks the first item to wait that
+ * long for company. Waiting by default cost every request at an idle server its full wait (2 ms
+ * of a 14 ms answer at 1 connection) and bought nothing under load, where the queue fills while a
+ * batch runs anyway.
  */
 export interface BatcherOptions {
   maxBatch: number;
+  /** How long the first item waits for others when nothing runs; 0 (default): not at all. */
   maxWaitMs: number;
 }
 
@@ -18,7 +22,8 @@ interface Waiting<Item, Result> {
 
 export class MicroBatcher<Item, Result> {
   private readonly queue: Waiting<Item, Result>[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  /** Cancels the pending start (a timer or an immediate), when one is pending. */
+  private cancelStart: (() => void) | undefined;
   private running: Promise<void> | undefined;
 
   constructor(
@@ -56,14 +61,20 @@ export class MicroBatcher<Item, Result> {
       this.start();
       return;
     }
-    if (this.timer) return;
+    if (this.cancelStart) return;
     const due = this.queue[0]!.enqueued + this.options.maxWaitMs - performance.now();
-    this.timer = setTimeout(() => this.start(), Math.max(0, due));
+    if (due > 0) {
+      const timer = setTimeout(() => this.start(), due);
+      this.cancelStart = () => clearTimeout(timer);
+    } else {
+      const immediate = setImmediate(() => this.start());
+      this.cancelStart = () => clearImmediate(immediate);
+    }
   }
 
   private start(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelStart?.();
+    this.cancelStart = undefined;
     const batch = this.queue.splice(0, this.options.maxBatch);
     this.running = this.execute(batch).finally(() => {
       this.running = undefined;

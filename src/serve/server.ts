@@ -38,7 +38,7 @@ export const DEFAULT_LIMITS: ServeLimits = {
   maxConcurrent: 64,
 };
 
-export const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 16, maxWaitMs: 2 };
+export const DEFAULT_BATCHING: BatcherOptions = { maxBatch: 16, maxWaitMs: 0 };
 
 export interface ServeOptions {
   limits?: Partial<ServeLimits>;
