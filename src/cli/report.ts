@@ -23,16 +23,23 @@ export function reportCommand(): Command {
       .argument('[data]', 'detectors: the detection data to evaluate on (COCO / Roboflow, YOLO or VOC; its test split, else validation)')
       .option('-o, --out <file>', 'where to write the HTML (default <model>/report.html; detectors: detection-report.html)')
       .option('--threshold <score>', 'detectors: the score from which predictions are drawn and counted for precision / recall (default 0.25)', Number)
-      .option('--explain', 'also explain the most confident examples of each cell and the most confident mistakes (runs the model; see `headstart explain`)'),
+      .option('--explain', 'also explain the most confident examples of each cell and the most confident mistakes (runs the model; see `headstart explain`); detectors: per-box Grad-CAM for each image\'s false positives and 3 most confident boxes, on by default for CenterNet detectors')
+      .option('--no-explain', 'detectors: leave out the per-box Grad-CAM (one backward pass per explained box)'),
   )).action(async (model: string, dataPath: string | undefined, options: ReportCommandOptions) => {
     if (await Detector.isDetectorReference(model)) {
       if (!dataPath) throw usageError(`a detector's report evaluates it on data: headstart report ${model} <data>`);
       if (options.threshold !== undefined && !(options.threshold > 0 && options.threshold <= 1)) throw usageError('--threshold must be in (0, 1]');
       const detector = await Detector.load(model, { cacheDir: cacheDirOf(options), reporter: reporterFor(options), hub: hubOptionsOf(options) });
       try {
-        const { path, data } = await writeDetectionReport(detector, dataPath, resolve(options.out ?? 'detection-report.html'), { threshold: options.threshold });
-        emit(options, { report: path, detector: data.detector, split: data.split, classes: data.classes, metrics: data.metrics, skipped: data.skipped }, () =>
-          [`${data.split} (${data.metrics.images} images):`, formatDetectionMetrics(data.metrics), ...formatSkipped(data.skipped), `report written to ${path}`].join('\n'),
+        const { path, data } = await writeDetectionReport(detector, dataPath, resolve(options.out ?? 'detection-report.html'), { threshold: options.threshold, explain: options.explain, reporter: reporterFor(options) });
+        emit(options, { report: path, detector: data.detector, split: data.split, classes: data.classes, metrics: data.metrics, explained: data.explained, skipped: data.skipped }, () =>
+          [
+            `${data.split} (${data.metrics.images} images):`,
+            formatDetectionMetrics(data.metrics),
+            ...formatSkipped(data.skipped),
+            data.explained.method === 'gradcam' ? `per-box Grad-CAM for ${data.explained.boxes} boxes (each image's false positives and ${data.explained.mostConfident} most confident)` : `no per-box Grad-CAM: ${data.explained.reason}`,
+            `report written to ${path}`,
+          ].join('\n'),
         );
       } finally {
         await detector.dispose();

@@ -109,8 +109,11 @@ export class DetectionExplainer {
     return new DetectionExplainer(session, spec, { target, gradient }, featureMap, heatmapDims[3]!);
   }
 
-  /** Detects as `Detector.detect` decodes (threshold, at most `maxDetections`), then Grad-CAM per box. */
-  async explain(bytes: Uint8Array, options: { threshold?: number; maxDetections?: number; source?: string } = {}): Promise<BoxExplanation[]> {
+  /**
+   * Detects as `Detector.detect` decodes (threshold, at most `maxDetections`), then Grad-CAM per box —
+   * for every box, or for those `only` keeps (each map is one more forward and backward pass).
+   */
+  async explain(bytes: Uint8Array, options: { threshold?: number; maxDetections?: number; source?: string; only?: (detection: Detection, index: number) => boolean } = {}): Promise<BoxExplanation[]> {
     const size = CENTERNET_INPUT_SIZE;
     const grid = size / CENTERNET_STRIDE;
     const { pixels, width, height } = await prepareDetectorInput(bytes, size, options.source);
@@ -128,6 +131,7 @@ export class DetectionExplainer {
     const peaks = decodeCenterNet(first.heatmap, new Float32Array(first.sides.length), grid, grid, this.classes, { ...decode, scaleX: 1, scaleY: 1, width: size, height: size });
     const out: BoxExplanation[] = [];
     for (let d = 0; d < detections.length; d++) {
+      if (options.only && !options.only(detections[d]!, d)) continue;
       const [x, y] = [peaks[d]!.box[0] / CENTERNET_STRIDE, peaks[d]!.box[1] / CENTERNET_STRIDE];
       const oneHot = new Float32Array(cells);
       oneHot[(y * grid + x) * this.classes + peaks[d]!.label] = 1;

@@ -2,8 +2,11 @@
  * The detection report's script (plain browser JavaScript after COMMON_SCRIPT's helpers): summary
  * cards, per-class AP, PR curves (Chart.js), and the gallery — each thumbnail with an SVG overlay
  * of ground truth (dashed; red when missed) and predictions (solid; green true positives, orange
- * false positives), filtered by class, false positives and misses. DOM built with textContent only.
- * `window.headstartReport.filterGallery` and `.charts.pr` are exposed for tests.
+ * false positives), filtered by class, false positives and misses. A box with per-box Grad-CAM has a
+ * button under its image that lays its map over the thumbnail: the embedded grayscale PNG coloured
+ * by an SVG filter (the heat colours of `src/explain/image-map.ts`), so no pixels are touched in
+ * script. DOM built with textContent only. `window.headstartReport.filterGallery`, `.showGradCam`
+ * and `.charts.pr` are exposed for tests.
  */
 export const DETECTION_SCRIPT = String.raw`
 (function () {
@@ -60,8 +63,33 @@ export const DETECTION_SCRIPT = String.raw`
   var missBox = h('input', { type: 'checkbox', id: 'gallery-missed', onchange: function () { filterGallery(); } });
   var count = h('span', { id: 'gallery-count', class: 'note' });
   gallerySection.appendChild(h('div', { class: 'controls' }, h('label', {}, 'class ', classSelect), ' ', h('label', {}, fpBox, ' with false positives'), ' ', h('label', {}, missBox, ' with misses'), ' ', count));
+  var explained = data.explained;
+  gallerySection.appendChild(h('p', { class: 'note', text: explained.method === 'gradcam'
+    ? 'Per-box Grad-CAM (' + explained.boxes + ' boxes: each image\'s false positives and its ' + explained.mostConfident + ' most confident predictions): the buttons under an image lay a box\'s map over it — red where the feature map raised that box\'s score, blue where it did not.'
+    : 'No per-box Grad-CAM: ' + explained.reason + '.' }));
   var grid = h('ul', { id: 'gallery-list', class: 'gallery' });
   gallerySection.appendChild(grid);
+  // The heat colours (dark blue → cyan → yellow → red) and opacity 0.25 + 0.45·value of the
+  // explain overlays, applied to a grayscale map; sRGB, as the stops are sRGB values.
+  var defs = document.createElementNS(SVG, 'svg');
+  defs.setAttribute('width', '0'); defs.setAttribute('height', '0'); defs.setAttribute('aria-hidden', 'true');
+  defs.style.position = 'absolute';
+  var filter = document.createElementNS(SVG, 'filter');
+  filter.setAttribute('id', 'heat'); filter.setAttribute('color-interpolation-filters', 'sRGB');
+  var alpha = document.createElementNS(SVG, 'feColorMatrix');
+  alpha.setAttribute('type', 'matrix');
+  alpha.setAttribute('values', '1 0 0 0 0  0 1 0 0 0  0 0 1 0 0  0.45 0 0 0 0.25');
+  filter.appendChild(alpha);
+  var colours = document.createElementNS(SVG, 'feComponentTransfer');
+  [['feFuncR', '48 40 30 250 220'], ['feFuncG', '18 130 220 220 30'], ['feFuncB', '59 240 200 40 20']].forEach(function (pair) {
+    var f = document.createElementNS(SVG, pair[0]);
+    f.setAttribute('type', 'table');
+    f.setAttribute('tableValues', pair[1].split(' ').map(function (v) { return (Number(v) / 255).toFixed(4); }).join(' '));
+    colours.appendChild(f);
+  });
+  filter.appendChild(colours);
+  defs.appendChild(filter);
+  gallerySection.appendChild(defs);
 
   function overlay(image, c) {
     var svg = document.createElementNS(SVG, 'svg');
@@ -86,9 +114,44 @@ export const DETECTION_SCRIPT = String.raw`
     });
     image.predictions.forEach(function (p) {
       if (c !== null && p.label !== c) return;
-      rect(p.box, p.outcome === 'tp' ? '#16a34a' : p.outcome === 'fp' ? '#f97316' : '#9ca3af', false, p.outcome, classes[p.label] + ' ' + p.score.toFixed(2) + ' (' + (p.outcome === 'tp' ? 'true positive' : p.outcome === 'fp' ? 'false positive' : 'on a crowd region') + ')');
+      rect(p.box, p.outcome === 'tp' ? '#16a34a' : p.outcome === 'fp' ? '#f97316' : '#9ca3af', false, p.outcome, describePrediction(p));
     });
     return svg;
+  }
+
+  function describePrediction(p) {
+    return classes[p.label] + ' ' + p.score.toFixed(2) + ' (' + (p.outcome === 'tp' ? 'true positive' : p.outcome === 'fp' ? 'false positive' : 'on a crowd region') + ')';
+  }
+
+  /** Lays prediction k's map over the image's boxes, or removes it when it is already shown; returns whether it is shown. */
+  function toggleMap(li, image, k) {
+    var svg = li.querySelector('svg.boxes');
+    var current = svg.querySelector('image[data-kind="gradcam"]');
+    var wasShown = current && current.getAttribute('data-prediction') === String(k);
+    if (current) svg.removeChild(current);
+    li.querySelectorAll('button.gradcam').forEach(function (b) { b.setAttribute('aria-pressed', 'false'); });
+    if (wasShown) return false;
+    var p = image.predictions[k];
+    var map = document.createElementNS(SVG, 'image');
+    map.setAttribute('href', p.gradCam.src);
+    map.setAttribute('x', '0'); map.setAttribute('y', '0');
+    map.setAttribute('width', image.width); map.setAttribute('height', image.height);
+    map.setAttribute('preserveAspectRatio', 'none');
+    map.setAttribute('filter', 'url(#heat)');
+    map.setAttribute('data-kind', 'gradcam');
+    map.setAttribute('data-prediction', String(k));
+    svg.insertBefore(map, svg.firstChild);
+    li.querySelector('button.gradcam[data-prediction="' + k + '"]').setAttribute('aria-pressed', 'true');
+    return true;
+  }
+
+  function mapButtons(li, image, c) {
+    var buttons = [];
+    image.predictions.forEach(function (p, k) {
+      if (!p.gradCam || (c !== null && p.label !== c)) return;
+      buttons.push(h('button', { type: 'button', class: 'gradcam' + (p.outcome === 'fp' ? ' fp' : ''), dataset: { prediction: String(k) }, 'aria-pressed': 'false', title: 'Grad-CAM of ' + describePrediction(p) + ', peak at (' + p.gradCam.peak.x + ', ' + p.gradCam.peak.y + ')', text: classes[p.label] + ' ' + p.score.toFixed(2) + (p.outcome === 'fp' ? ' FP' : ''), onclick: function () { toggleMap(li, image, k); } }));
+    });
+    return buttons.length ? h('div', { class: 'maps' }, 'Grad-CAM: ', buttons) : null;
   }
 
   /** Shows the images matching the filters; returns their sources (for tests). */
@@ -108,7 +171,10 @@ export const DETECTION_SCRIPT = String.raw`
       var missed = image.truth.filter(function (b) { return (c === null || b.label === c) && !b.matched && !b.crowd; }).length;
       var figure = h('div', { class: 'thumb' }, image.thumbnail ? h('img', { src: image.thumbnail, alt: image.source }) : h('div', { class: 'missing', text: image.missing || 'no preview' }));
       figure.appendChild(overlay(image, c));
-      grid.appendChild(h('li', { dataset: { source: image.source } }, figure, h('div', { class: 'caption', text: image.source.split(/[\\/]/).pop() + ' · ' + image.truth.length + ' boxes · ' + image.predictions.length + ' predicted' + (fp ? ' · ' + fp + ' FP' : '') + (missed ? ' · ' + missed + ' missed' : '') })));
+      var li = h('li', { dataset: { source: image.source } }, figure, h('div', { class: 'caption', text: image.source.split(/[\\/]/).pop() + ' · ' + image.truth.length + ' boxes · ' + image.predictions.length + ' predicted' + (fp ? ' · ' + fp + ' FP' : '') + (missed ? ' · ' + missed + ' missed' : '') }));
+      var buttons = mapButtons(li, image, c);
+      if (buttons) li.appendChild(buttons);
+      grid.appendChild(li);
     });
     count.textContent = shown.length + ' of ' + data.gallery.length + ' images';
     return shown.map(function (image) { return image.source; });
@@ -119,6 +185,12 @@ export const DETECTION_SCRIPT = String.raw`
     missBox.checked = Boolean(options.misses);
     return filterGallery();
   };
+  window.headstartReport.showGradCam = function (source, k) {
+    var index = data.gallery.findIndex(function (image) { return image.source === source; });
+    var li = Array.prototype.find.call(grid.children, function (item) { return item.dataset.source === source; });
+    if (index < 0 || !li || !data.gallery[index].predictions[k] || !data.gallery[index].predictions[k].gradCam) return false;
+    return toggleMap(li, data.gallery[index], k);
+  };
   filterGallery();
 
   if (data.skipped.length) {
@@ -126,7 +198,7 @@ export const DETECTION_SCRIPT = String.raw`
     skipped.appendChild(table(['file', 'reason'], data.skipped.slice(0, 200).map(function (s) { return [s.source, s.reason]; })));
   }
   var style = document.createElement('style');
-  style.textContent = '.gallery{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}.thumb{position:relative}.thumb img{width:100%;display:block}.thumb svg.boxes{position:absolute;inset:0;width:100%;height:100%}.caption{font-size:12px;color:#4b5563;word-break:break-all}.missing{padding:2rem;background:#f3f4f6}';
+  style.textContent = '.gallery{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(220px,1fr));gap:12px}.thumb{position:relative}.thumb img{width:100%;display:block}.thumb svg.boxes{position:absolute;inset:0;width:100%;height:100%}.caption{font-size:12px;color:#4b5563;word-break:break-all}.missing{padding:2rem;background:#f3f4f6}.maps{font-size:12px;margin-top:4px}.maps button{font-size:11px;margin:2px;padding:1px 6px;border:1px solid #16a34a;border-radius:3px;background:#fff;cursor:pointer}.maps button.fp{border-color:#f97316}.maps button[aria-pressed=true]{background:#fde68a}';
   document.head.appendChild(style);
 })();
 `;

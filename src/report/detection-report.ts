@@ -1,7 +1,8 @@
 /**
  * The detection report: COCO's summary, per-class AP, PR curves, and a gallery of the evaluated
- * images with ground truth and predictions drawn, filterable by class, false positives and misses —
- * one self-contained page (`renderPage`: no network, data as JSON, DOM built with textContent).
+ * images with ground truth and predictions drawn, filterable by class, false positives and misses,
+ * and for CenterNet detectors each image's per-box Grad-CAM (its false positives and most confident
+ * predictions, `src/explain/report-box-explanations.ts`) — one self-contained page (`renderPage`: no network, data as JSON, DOM built with textContent).
  */
 import { basename } from 'node:path';
 import sharp from 'sharp';
@@ -11,6 +12,8 @@ import type { DetectionMetrics, EvaluatedImage } from '../detector/coco-eval.js'
 import type { DetectionItem } from '../detector/detection-dataset.js';
 import type { Detector } from '../detector/detector.js';
 import { readDetectionDataset } from '../detector/read-dataset.js';
+import { explainGallery, type GalleryExplanations, type GalleryExplanationSettings } from '../explain/report-box-explanations.js';
+import type { Reporter } from '../util/progress.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { DETECTION_SCRIPT } from './detection-client.js';
 import { pageGuard, renderPage } from './html.js';
@@ -30,7 +33,15 @@ export interface GalleryImage {
   /** Ground truth; `matched` at IoU 0.5 by a prediction scoring ≥ the threshold; crowd regions are not counted. */
   truth: (GalleryBox & { matched: boolean; crowd: boolean })[];
   /** Predictions scoring ≥ the threshold; `outcome`: matched a ground truth (tp), or not (fp), or only a crowd region (ignored). */
-  predictions: (GalleryBox & { score: number; outcome: 'tp' | 'fp' | 'ignored' })[];
+  predictions: (GalleryBox & { score: number; outcome: 'tp' | 'fp' | 'ignored'; gradCam?: BoxMap })[];
+}
+
+/** A box's Grad-CAM: a grayscale PNG (0–255 = the map's [0, 1]) spanning the whole image, and its peak in image pixels. */
+export interface BoxMap {
+  src: string;
+  width: number;
+  height: number;
+  peak: { x: number; y: number };
 }
 
 export interface DetectionReportData {
@@ -45,6 +56,8 @@ export interface DetectionReportData {
   gallery: GalleryImage[];
   /** Images evaluated but left out of the gallery (over `maxGallery`). */
   galleryOmitted: number;
+  /** Per-box Grad-CAM in the gallery, or why there is none. */
+  explained: GalleryExplanations | { method: 'none'; reason: string };
   skipped: SkippedInput[];
 }
 
@@ -54,6 +67,12 @@ export interface DetectionReportOptions {
   /** At most this many images in the gallery (default 200): thumbnails are embedded. */
   maxGallery?: number;
   seed?: number;
+  /**
+   * Per-box Grad-CAM in the gallery: `undefined` explains where the detector allows it (CenterNet)
+   * and notes why not elsewhere; `true` insists (an error for other layouts); `false` skips it.
+   */
+  explain?: boolean | GalleryExplanationSettings;
+  reporter?: Reporter;
 }
 
 const THUMBNAIL_SIDE = 320;
@@ -67,9 +86,14 @@ export async function buildDetectionReport(detector: Detector, dataPath: string,
   const { metrics, images } = await detector.evaluateImages(items, data.classes, { scoreThreshold: threshold });
   const maxGallery = options.maxGallery ?? 200;
   const gallery = await Promise.all(items.slice(0, maxGallery).map((item, i) => galleryImage(item, images[i]!, threshold)));
+  const explainable = detector.layout.graphSpec?.()?.kind === 'centernet';
+  let explained: DetectionReportData['explained'];
+  if (options.explain === false) explained = { method: 'none', reason: 'not asked for (--no-explain)' };
+  else if (!explainable && options.explain === undefined) explained = { method: 'none', reason: `per-box Grad-CAM covers CenterNet detectors; this is a ${detector.layout.kind} model` };
+  else explained = await explainGallery(detector, gallery, items, data.classes, threshold, typeof options.explain === 'object' ? options.explain : {}, options.reporter);
   return {
     kind: 'detection', detector: detector.reference, layout: detector.layout.kind, data: dataPath, split, classes: data.classes, threshold,
-    metrics, gallery, galleryOmitted: Math.max(0, items.length - maxGallery), skipped: data.skipped,
+    metrics, gallery, galleryOmitted: Math.max(0, items.length - maxGallery), explained, skipped: data.skipped,
   };
 }
 
