@@ -7,6 +7,7 @@
  * - gpt2-tiny-news fine-tuned on the Debian fortunes (files as its README lists, 90 % / 10 % by position) with
  *   headstart's defaults: full, LoRA (rank 8) and from scratch, against the README's PyTorch reference
  *   (1,834 → 101 in 2.5 minutes; scratch 187).
+ * `--evaluation-only`: just the held-out evaluation's cost (per-token loss in the graph vs logits to JavaScript).
  * Nothing is asserted; the numbers are printed with their targets.
  */
 import { spawnSync } from 'node:child_process';
@@ -19,7 +20,8 @@ import { buildTrainingGraph } from '../src/autodiff/training-graph.js';
 import { TrainingSession } from '../src/autodiff/training-session.js';
 import { CausalLm } from '../src/generator/causal-lm.js';
 import { packCorpus } from '../src/generator/corpus.js';
-import { blockFeeds, fineTuneLm } from '../src/generator/fine-tune.js';
+import { blockFeeds, fineTuneLm, validationLoss } from '../src/generator/fine-tune.js';
+import { logSoftmaxAt } from '../src/generator/perplexity.js';
 import { generate } from '../src/generator/generate.js';
 import { lmTrainingForward } from '../src/generator/lm-graph.js';
 import { causalLmLoss } from '../src/generator/lm-loss.js';
@@ -113,6 +115,52 @@ async function speed(dir: string): Promise<void> {
   }
 }
 
+/**
+ * The held-out evaluation fineTuneLm runs (gpt2-tiny-news, 8 × 128-token fortunes blocks): each position's loss
+ * from the evaluation graph (what it does) against the logits fetched and log-softmaxed in JavaScript (what it
+ * did), interleaved, same session.
+ */
+async function evaluationCost(text: string): Promise<void> {
+  const lm = await CausalLm.open(TINY, { threads: THREADS });
+  const documents = text.slice(0, 200_000).split(/\r?\n[ \t]*\r?\n/).filter((d) => d.trim()).map((d) => ({ text: d.trim(), source: 'fortunes' }));
+  const corpus = packCorpus(documents, lm.tokenizer, 128, 0);
+  const blocks = Math.min(64, corpus.blocks);
+  const forward = await lmTrainingForward(new Uint8Array(await readFile(lm.graphPath)), TINY, { blockLength: 128, vocabSize: lm.vocabSize, rng: new Rng(0), tieEmbeddings: true });
+  const training = buildTrainingGraph({ graph: forward.graph, info: forward.info, logits: forward.logits, loss: causalLmLoss(forward.logits, 128, lm.vocabSize), params: forward.baseWeights.map((name) => ({ name })), optimizer: { kind: 'adamw', weightDecay: 0.01 }, origin: TINY });
+  const session = await TrainingSession.create(training, (n) => forward.graph.initializers.get(n)!.data as Float32Array, TINY, THREADS);
+  const viaLogits = async () => {
+    let nll = 0;
+    for (let start = 0; start < blocks; start += 8) {
+      const rows = Array.from({ length: Math.min(8, blocks - start) }, (_, i) => start + i);
+      const { batch } = blockFeeds(corpus, rows);
+      const logits = await session.evaluate(batch);
+      rows.forEach((row, r) => {
+        for (let i = 1; i < 128; i++) nll -= logSoftmaxAt(logits, (r * 128 + i - 1) * lm.vocabSize, lm.vocabSize, corpus.ids[row * 128 + i]!);
+      });
+    }
+    return nll / (blocks * 127);
+  };
+  const timed = async (f: () => Promise<number>) => {
+    const t = performance.now();
+    const loss = await f();
+    return { loss, seconds: (performance.now() - t) / 1000 };
+  };
+  const before: number[] = [];
+  const after: number[] = [];
+  let losses = { before: 0, after: 0 };
+  for (let round = 0; round < 3; round++) {
+    const a = await timed(viaLogits);
+    const b = await timed(() => validationLoss(session, corpus, 8, blocks));
+    before.push(a.seconds);
+    after.push(b.seconds);
+    losses = { before: a.loss, after: b.loss };
+  }
+  await session.release();
+  await lm.dispose();
+  line(`held-out evaluation, ${blocks} blocks: logits to JS + log-softmax`, `${median(before).toFixed(2)} s`, `loss ${losses.before.toFixed(5)}`);
+  line('  same, per-token loss from the graph (fineTuneLm)', `${median(after).toFixed(2)} s`, `loss ${losses.after.toFixed(5)}; ${(median(before) / median(after)).toFixed(2)}× faster`);
+}
+
 async function fortunes(dir: string): Promise<void> {
   section('fine-tuning gpt2-tiny-news on Debian fortunes (defaults), against the README\'s PyTorch reference');
   if (!existsSync(join(FORTUNES, 'art'))) {
@@ -121,6 +169,8 @@ async function fortunes(dir: string): Promise<void> {
   }
   // One text, the files concatenated in the README's order; the last 10 % of its blocks are held out.
   const text = (await Promise.all(FORTUNE_FILES.map((f) => readFile(join(FORTUNES, f), 'utf8')))).join('');
+  await evaluationCost(text);
+  if (process.argv.includes('--evaluation-only')) return;
   const corpus = join(dir, 'fortunes.txt');
   await writeFile(corpus, text);
   const runs = [

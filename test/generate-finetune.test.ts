@@ -9,7 +9,7 @@ import { decodeSafetensors } from '../src/artifacts/safetensors.js';
 import { HfTokenizer } from '../src/backbones/text-tokenizers.js';
 import { CausalLm, generate } from '../src/generator/index.js';
 import { packCorpus, readCorpus } from '../src/generator/corpus.js';
-import { blockFeeds } from '../src/generator/fine-tune.js';
+import { blockFeeds, validationLoss } from '../src/generator/fine-tune.js';
 import { lmTrainingForward } from '../src/generator/lm-graph.js';
 import { causalLmLoss } from '../src/generator/lm-loss.js';
 import { logSoftmaxAt } from '../src/generator/perplexity.js';
@@ -92,10 +92,13 @@ describe('causal LM training graphs against PyTorch', () => {
       after.indices.forEach((index: number, k: number) => close(updated[index]!, after.values[k], after.norm));
     }
     const logits = await session.evaluate(batch);
+    // fineTuneLm's held-out loss: each position's loss from the evaluation graph, no logits fetched.
+    const inGraph = await validationLoss(session, corpus, 2);
     await session.release();
     let nll = 0;
     for (let r = 0; r < 2; r++) for (let i = 0; i + 1 < T; i++) nll -= logSoftmaxAt(logits, (r * T + i) * VOCAB, VOCAB, REF.ids[r * T + i + 1]);
     close(nll / (2 * (T - 1)), REF.lora.loss_after_step, 1);
+    close(inGraph, REF.lora.loss_after_step, 1);
   }, 60_000);
 });
 

@@ -55,6 +55,12 @@ export interface LossSpec {
   /** Named in the step graph's description. */
   name: string;
   build(b: GraphBuilder): { loss: string; inputs: LossInput[] };
+  /**
+   * Optional: what the evaluation graph computes from the logits (its own inputs added as in
+   * `build`), so that evaluation returns a small tensor (e.g. each token's loss) instead of the
+   * full logits — for a language model those are batch × T × vocab floats copied to JavaScript.
+   */
+  evaluation?(b: GraphBuilder): { outputs: string[]; inputs: LossInput[] };
 }
 
 export interface TrainingGraphSpec {
@@ -128,6 +134,9 @@ export interface TrainingGraph {
   lossInputs: LossInput[];
   /** `extraOutputs` of the spec, returned by steps and evaluation beside the logits. */
   extraOutputs: string[];
+  /** Outputs of the loss's `evaluation` in the evaluation graph, and the inputs it reads (empty without one). */
+  evaluationLossOutputs: string[];
+  evaluationLossInputs: LossInput[];
   learningRate: string;
   stepNumber: string;
   loss: string;
@@ -180,6 +189,9 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   const evaluationInfo: TensorInfoMap = new Map(info);
   const evaluation = withInitializersAsInputs(spec.graph, fed, evaluationInfo, origin);
   evaluation.outputs = [logits, ...extraOutputs].map((name) => ({ name, shape: outputShape(name) }));
+  const lossSpec = spec.loss ?? softmaxCrossEntropy(logits, classes);
+  const evaluationLoss = lossSpec.evaluation?.(new GraphBuilder(evaluation, evaluationInfo, 'eval/')) ?? { outputs: [], inputs: [] };
+  evaluation.outputs.push(...evaluationLoss.outputs.map((name) => ({ name, shape: (evaluationInfo.get(name)?.dims ?? []).map((size, axis) => (axis === 0 ? -1 : size)) })));
 
   const graph = withInitializersAsInputs(spec.graph, fed, info, origin);
   const b = new GraphBuilder(graph, info, 'train/');
@@ -189,7 +201,6 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   info.set(learningRate, { dtype: 'float32', dims: [] });
   info.set(stepNumber, { dtype: 'float32', dims: [] });
 
-  const lossSpec = spec.loss ?? softmaxCrossEntropy(logits, classes);
   const { loss, inputs: lossInputs } = lossSpec.build(b);
   const targets = spec.loss ? '' : lossInputs[0]!.name;
 
@@ -286,6 +297,8 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
     targets,
     lossInputs,
     extraOutputs,
+    evaluationLossOutputs: evaluationLoss.outputs,
+    evaluationLossInputs: evaluationLoss.inputs,
     learningRate,
     stepNumber,
     loss,

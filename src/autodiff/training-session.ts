@@ -108,8 +108,29 @@ export class TrainingSession {
     const feeds: Record<string, ort.Tensor> = { ...batch };
     for (const param of this.graph.params) feeds[param.input] = this.tensors.get(param.input)!;
     for (const buffer of this.graph.buffers) feeds[buffer.input] = this.tensors.get(buffer.input)!;
+    // onnxruntime wants every graph input fed, even those the fetched outputs do not read: the loss's
+    // evaluation inputs get zeros when only logits are asked for.
+    const rows = Object.values(batch)[0]?.dims[0] ?? 1;
+    for (const input of this.graph.evaluationLossInputs) {
+      if (feeds[input.name]) continue;
+      const dims = input.dims.map((size) => (size < 0 ? rows : size));
+      const size = dims.reduce((a, b) => a * b, 1);
+      feeds[input.name] = input.dtype === 'int64' ? new ort.Tensor('int64', new BigInt64Array(size), dims) : new ort.Tensor('float32', new Float32Array(size), dims);
+    }
     const outputs = await this.evaluationSession.run(feeds, names);
     return new Map(names.map((name) => [name, outputs[name]!.data as Float32Array]));
+  }
+
+  /**
+   * The outputs of the loss's `evaluation` (`TrainingGraph.evaluationLossOutputs`, e.g. each token's
+   * loss) for a batch and the loss inputs it reads, with the current weights: no logits leave onnxruntime.
+   */
+  async evaluateLoss(batch: Record<string, ort.Tensor>, lossFeeds: Record<string, ort.Tensor>): Promise<Map<string, Float32Array>> {
+    const names = this.graph.evaluationLossOutputs;
+    if (names.length === 0) throw new Error('this training graph\'s loss has no evaluation outputs');
+    const feeds: Record<string, ort.Tensor> = { ...batch };
+    for (const input of this.graph.evaluationLossInputs) feeds[input.name] = lossFeeds[input.name]!;
+    return this.evaluateOutputs(feeds, names);
   }
 
   /** The current value of a trainable parameter or buffer (the live array: copy it to keep it). */

@@ -11,7 +11,6 @@ import { CausalLm } from './causal-lm.js';
 import { packCorpus, readCorpus, type PackedCorpus } from './corpus.js';
 import { lmTrainingForward, type LmTrainingForward, type LoraSettings } from './lm-graph.js';
 import { causalLmLoss, LM_TARGETS, LM_WEIGHTS } from './lm-loss.js';
-import { logSoftmaxAt } from './perplexity.js';
 import { generate } from './generate.js';
 import { saveLmFolder } from './lm-folder.js';
 import { writeLmReport } from '../report/lm-report.js';
@@ -132,7 +131,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
     const session = await TrainingSession.create(training, initial, lm.graphPath, options.threads);
     const accumulator = accumulate > 1 ? new GradientAccumulator(training.params.map((p) => ({ name: p.name, dims: p.dims })), (name) => session.weight(name), settings.weightDecay, settings.clipGradNorm) : undefined;
     try {
-      const evaluate = async (limit?: number) => validationLoss(session, validation, settings.batchSize, lm.vocabSize, limit);
+      const evaluate = async (limit?: number) => validationLoss(session, validation, settings.batchSize, limit);
       const samplePrompts = options.samplePrompts ?? defaultPrompts(lm, validation);
       const before = samplePrompts.length && !options.fromScratch ? await generate(lm, samplePrompts, { maxNewTokens: 40, temperature: 0 }) : [];
       const perplexityBefore = Math.exp(await evaluate());
@@ -367,21 +366,26 @@ function keepInputs(batch: Record<string, ort.Tensor>, session: TrainingSession)
   for (const name of Object.keys(batch)) if (!names.has(name)) delete batch[name];
 }
 
-/** Mean negative log-likelihood of the held-out targets (the first `limit` blocks), with the session's current weights. */
-async function validationLoss(session: TrainingSession, corpus: PackedCorpus, batchSize: number, vocab: number, limit = corpus.blocks): Promise<number> {
+/**
+ * Mean negative log-likelihood of the held-out targets (the first `limit` blocks), with the session's
+ * current weights. The evaluation graph returns each position's loss (lm-loss.ts): fetching the
+ * logits instead and taking their log-softmax here made the end-of-run evaluation cost as much as
+ * ~40 training steps (notes/lora-close.md has the measurement).
+ */
+export async function validationLoss(session: TrainingSession, corpus: PackedCorpus, batchSize: number, limit = corpus.blocks): Promise<number> {
   const T = corpus.blockLength;
   let nll = 0;
   let count = 0;
   const blocks = Math.min(limit, corpus.blocks);
   for (let start = 0; start < blocks; start += batchSize) {
     const rows = Array.from({ length: Math.min(batchSize, blocks - start) }, (_, i) => start + i);
-    const { batch } = blockFeeds(corpus, rows);
+    const { batch, targets } = blockFeeds(corpus, rows);
     keepInputs(batch, session);
-    const logits = await session.evaluate(batch);
+    const losses = (await session.evaluateLoss(batch, targets)).get(session.graph.evaluationLossOutputs[0]!)!;
     rows.forEach((row, r) => {
       for (let i = 0; i + 1 < T; i++) {
         if (!corpus.targets[row * T + i + 1]) continue;
-        nll -= logSoftmaxAt(logits, (r * T + i) * vocab, vocab, corpus.ids[row * T + i + 1]!);
+        nll += losses[r * T + i]!;
         count++;
       }
     });

@@ -3,6 +3,8 @@ import type { LossSpec } from '../autodiff/training-graph.js';
 
 export const LM_TARGETS = 'lm_targets';
 export const LM_WEIGHTS = 'lm_weights';
+/** The evaluation graph's per-position loss output. */
+export const LM_TOKEN_LOSS = 'token_loss';
 
 /**
  * Causal language-modelling cross-entropy: Σ w·(−log softmax(logits)[next token]) over every
@@ -32,6 +34,18 @@ export function causalLmLoss(logits: string, blockLength: number, vocabSize: num
           { name: weights, dims: [-1, blockLength], dtype: 'float32' },
         ],
       };
+    },
+    // Each position's −log p(next token), [batch, T]: what perplexity needs, without the logits
+    // (batch × T × vocab floats) leaving onnxruntime and a log-softmax over them in JavaScript.
+    evaluation(b) {
+      const targets = b.graph.addInput(LM_TARGETS, [-1, blockLength], 'int64');
+      b.info.set(targets, { dtype: 'int64', dims: [-1, blockLength] });
+      const full = [-1, blockLength, vocabSize];
+      const logProbabilities = b.op('LogSoftmax', [logits], { axis: attr.int(-1) }, 'log_probabilities', full);
+      const index = b.op('Unsqueeze', [targets, b.int64s([2])], {}, 'target_index', [-1, blockLength, 1]);
+      const picked = b.op('GatherElements', [logProbabilities, index], { axis: attr.int(2) }, 'target_log_probability', [-1, blockLength, 1]);
+      const nll = b.op('Neg', [b.op('Squeeze', [picked, b.int64s([2])], {}, 'target_log_probability_flat', [-1, blockLength])], {}, LM_TOKEN_LOSS, [-1, blockLength]);
+      return { outputs: [nll], inputs: [{ name: targets, dims: [-1, blockLength], dtype: 'int64' }] };
     },
   };
 }
