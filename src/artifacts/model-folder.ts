@@ -1,5 +1,5 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { BackboneReference } from '../backbones/backbone.js';
 import type { SkippedInput } from '../data/dataset.js';
 import type { ClassificationMetrics } from '../evaluate/metrics.js';
@@ -14,10 +14,15 @@ export const HEAD_WEIGHTS_FILE = 'head.bin';
 export const METRICS_FILE = 'metrics.json';
 /** A backbone fine-tuned by training (`fineTune`): the whole updated ONNX graph, features output `features`. */
 export const FINE_TUNED_BACKBONE_FILE = 'backbone.onnx';
+/**
+ * A fine-tuned text encoder: a Hugging Face ONNX folder (config.json, onnx/model.onnx and the
+ * tokenizer files), so the model folder reopens, exports and explains without the original.
+ */
+export const FINE_TUNED_TEXT_BACKBONE_FOLDER = 'backbone';
 
 /** Recorded in the manifest when the model folder carries its own fine-tuned backbone. */
 export interface FineTunedBackbone {
-  /** File in the model folder (its sha256 is `backbone.sha256`). */
+  /** File (images) or Hugging Face ONNX folder (text) in the model folder; `backbone.sha256` is its graph's sha256. */
   file: string;
   /** The backbone it was fine-tuned from. */
   base: { id: string; sha256: string };
@@ -90,7 +95,10 @@ export async function saveModelFolder(
     head: { type: head.type, config: head.config, tensors: entries, file: HEAD_WEIGHTS_FILE },
   };
   await writeDirAtomic(dir, async (temp) => {
-    for (const [name, contents] of Object.entries(files)) await writeFile(join(temp, name), contents);
+    for (const [name, contents] of Object.entries(files)) {
+      await mkdir(dirname(join(temp, name)), { recursive: true });
+      await writeFile(join(temp, name), contents);
+    }
     await writeFile(join(temp, HEAD_WEIGHTS_FILE), bytes);
     await writeFile(join(temp, MANIFEST_FILE), `${JSON.stringify(full, null, 2)}\n`);
     // The evaluation on its own, for tools that only want the numbers.

@@ -36,15 +36,25 @@ export function findBlocks(model: TrainableModel, output: string): Block[] {
     const dtype = info.get(tensor)?.dtype;
     return (dtype === 'float32' || dtype === 'float64') && !graph.initializers.has(tensor);
   };
-  const data = new Set(graph.inputs.map((input) => input.name));
+  const weights = new Set(weightInitializers(graph));
+  const inputs = new Set(graph.inputs.map((input) => input.name));
+  const fromInputs = new Set(inputs);
+  const fromWeights = new Set(weights);
   for (const node of nodes) {
+    const weighted = node.inputs.some((input) => fromWeights.has(input));
+    for (const out of node.outputs) if (out && weighted) fromWeights.add(out);
     if (node.op === 'Shape' || node.op === 'Size') continue;
-    if (node.inputs.some((input) => data.has(input))) for (const out of node.outputs) if (out && isActivation(out)) data.add(out);
+    if (node.inputs.some((input) => fromInputs.has(input))) for (const out of node.outputs) if (out && isActivation(out)) fromInputs.add(out);
   }
+  // The data path: activations computed from the inputs and some weight. A mask computed from the
+  // inputs alone (an attention-mask bias, pooling's token weights) runs beside it to the end and
+  // would otherwise keep every tensor from being the only live one.
+  const data = new Set([...fromInputs].filter((tensor) => !inputs.has(tensor) && fromWeights.has(tensor)));
+  // A graph input is on it when a node reads it into the data path (the mask input is not).
+  for (const node of nodes) if (node.outputs.some((out) => data.has(out))) for (const input of node.inputs) if (inputs.has(input)) data.add(input);
   const remaining = new Map<string, number>();
   for (const node of nodes) for (const input of new Set(node.inputs)) if (data.has(input)) remaining.set(input, (remaining.get(input) ?? 0) + 1);
   remaining.set(output, (remaining.get(output) ?? 0) + 1);
-  const weights = new Set(weightInitializers(graph));
 
   const live = new Set(graph.inputs.map((input) => input.name).filter((name) => remaining.has(name)));
   const blocks: Block[] = [];

@@ -18,6 +18,11 @@ export interface FrontierTensor {
   name: string;
   /** Per-example dims (without the batch axis). */
   dims: number[];
+  /**
+   * float32 activations, or int64 graph inputs the trainable part reads directly (token ids, when
+   * the embedding tables train): cached as float32 rows, exact for ids below 2^24.
+   */
+  dtype: 'float32' | 'int64';
 }
 
 export interface Partition {
@@ -99,12 +104,16 @@ export function partitionModel(model: TrainableModel, output: string, trainable:
     if (!isPerExample(info.get(name))) {
       throw modelError(`cannot cache ${name} per example (shape [${info.get(name)?.dims}]): its first axis is not the batch; train more of the model`, origin);
     }
-    if (info.get(name)!.dtype !== 'float32') throw modelError(`the frozen part hands ${info.get(name)!.dtype} tensor ${name} to the trainable part; only float32 activations can be cached`, origin);
+    const dtype = info.get(name)!.dtype;
+    if (dtype !== 'float32' && !(dtype === 'int64' && graph.inputs.some((input) => input.name === name))) {
+      throw modelError(`the frozen part hands ${dtype} tensor ${name} to the trainable part; only float32 activations (and int64 graph inputs) can be cached`, origin);
+    }
   }
+  const dtypeOf = (name: string) => info.get(name)!.dtype as FrontierTensor['dtype'];
   frontier.sort((a, b) => a.localeCompare(b));
 
   const suffix = graphLike(graph);
-  for (const name of frontier) suffix.inputs.push({ name, shape: [-1, ...info.get(name)!.dims!.slice(1)], dtype: 'float32' });
+  for (const name of frontier) suffix.inputs.push({ name, shape: [-1, ...info.get(name)!.dims!.slice(1)], dtype: dtypeOf(name) });
   const builder = new GraphBuilder(suffix, info, 'frontier_shape/');
   for (const node of shapeRewrites) rebuildShape(builder, node, frontier, origin);
   const rebuilt = [...suffix.nodes];
@@ -129,10 +138,10 @@ export function partitionModel(model: TrainableModel, output: string, trainable:
     prefix.outputs = frontier.map((name) => ({
       name: inputNames.has(name) ? prefix!.addNode('Identity', [name], {}, `${name}/passthrough`) : name,
       shape: [-1, ...info.get(name)!.dims!.slice(1)],
-      dtype: 'float32' as const,
+      dtype: dtypeOf(name),
     }));
   }
-  return { prefix, suffix, frontier: frontier.map((name) => ({ name, dims: info.get(name)!.dims!.slice(1) })), info };
+  return { prefix, suffix, frontier: frontier.map((name) => ({ name, dims: info.get(name)!.dims!.slice(1), dtype: dtypeOf(name) })), info };
 }
 
 /**

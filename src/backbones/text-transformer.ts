@@ -25,8 +25,8 @@ export interface TransformerSpec {
   id: string;
   /** A Hugging Face model folder with tokenizer.json. */
   folder: string;
-  /** The .onnx graph. */
-  model: string;
+  /** The .onnx graph: a path, or its bytes (a backbone fine-tuned in this process). */
+  model: string | Uint8Array;
   sha256: string;
   /** Graph output holding token vectors (`last_hidden_state`) or one vector per text. */
   outputName?: string;
@@ -72,9 +72,10 @@ export class TransformerTextBackbone implements Backbone<string, TokenizedText> 
 
   static async open(spec: TransformerSpec, threads?: number): Promise<TransformerTextBackbone> {
     const tokenizer = await HfTokenizer.fromFolder(spec.folder, spec.maxLength);
-    const session = await createSession(spec.model, spec.model, threads);
+    const origin = transformerOrigin(spec);
+    const session = await createSession(spec.model, origin, threads);
     if (!session.inputNames.includes('input_ids')) {
-      throw modelError(`not a text encoder: the graph has no input_ids input (inputs: ${session.inputNames.join(', ')})`, spec.model);
+      throw modelError(`not a text encoder: the graph has no input_ids input (inputs: ${session.inputNames.join(', ')})`, origin);
     }
     const outputs = session.outputMetadata.map((m) => ({ name: m.name, rank: m.isTensor ? m.shape.length : 0 }));
     // A masked-language-model export's rank-3 output is `logits`, vocabulary scores per token: never features.
@@ -85,7 +86,7 @@ export class TransformerTextBackbone implements Backbone<string, TokenizedText> 
       throw modelError(
         `this graph outputs only "logits" (vocabulary scores per token: a fill-mask export), not token vectors; ` +
           `use the repository's feature-extraction export (a graph with last_hidden_state), or name an output with --feature-output`,
-        spec.model,
+        origin,
       );
     }
     if (!chosen) {
@@ -93,7 +94,7 @@ export class TransformerTextBackbone implements Backbone<string, TokenizedText> 
         spec.outputName
           ? `the graph has no output "${spec.outputName}" (outputs: ${session.outputNames.join(', ')})`
           : `no token-vector output (last_hidden_state) among ${session.outputNames.join(', ')}; name one with --feature-output`,
-        spec.model,
+        origin,
       );
     }
     const pooling: TransformerPooling = chosen.rank === 2 ? 'none' : spec.pooling;
@@ -116,6 +117,11 @@ export class TransformerTextBackbone implements Backbone<string, TokenizedText> 
     // One short text tells the feature size whatever the metadata says, and warms the session up.
     reference.featureDim = (await backbone.forward([await backbone.prepare('hello')])).length;
     return backbone;
+  }
+
+  /** The graph's inputs (input_ids, and attention_mask / token_type_ids when it takes them). */
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
   }
 
   async prepare(text: string): Promise<TokenizedText> {
@@ -174,6 +180,11 @@ export class TransformerTextBackbone implements Backbone<string, TokenizedText> 
   async dispose(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** Where a transformer's graph came from, for messages: its path, or its id when it is held in memory. */
+export function transformerOrigin(spec: TransformerSpec): string {
+  return typeof spec.model === 'string' ? spec.model : spec.id;
 }
 
 /**

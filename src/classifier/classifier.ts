@@ -46,8 +46,9 @@ export interface TrainOptions<Input extends Uint8Array | string = Uint8Array | s
   /** Fit a softmax temperature on the validation split so probabilities mean what they say (default true). */
   calibrate?: boolean;
   /**
-   * Fine-tune the backbone's own top blocks before the head is fitted (image backbones): e.g.
-   * `{ unfreeze: 2 }`. The model folder then carries the fine-tuned backbone.
+   * Fine-tune the backbone's own top blocks before the head is fitted (ONNX image backbones and
+   * transformer text encoders): e.g. `{ unfreeze: 2 }`. The model folder then carries the
+   * fine-tuned backbone.
    */
   fineTune?: FineTuneOptions;
   /**
@@ -255,6 +256,8 @@ export async function trainWith<Input extends Uint8Array | string, C>(
     // Fine-tuning yields a new backbone; the head is then fitted on its features like any other
     // (or the head trained with it kept). `unfreeze: 'auto'` trains both ways and keeps the better.
     const hooks = options.fineTune ? await import('../finetune/classifier-hooks.js') : undefined;
+    // A backbone without a graph to train is refused before any work is done.
+    await hooks?.checkUnfreezable(backbone as Backbone<unknown, unknown>);
     const auto = options.fineTune?.unfreeze === 'auto';
     const frozen = auto ? await trainClassifier(dataset, backbone, settings) : undefined;
     const tuned = hooks && (await hooks.fineTuneForClassifier(dataset, backbone, hooks.concreteUnfreeze(options.fineTune!), fineTuneSettings));
@@ -302,7 +305,8 @@ export async function loadWith<Input extends Uint8Array | string, C>(
     reporter: options.reporter,
     hub: options.hub,
     featureOutput: fineTuned ? undefined : (saved.featureOutput ?? undefined),
-    dtype: saved.dtype ?? undefined,
+    // A fine-tuned graph is written in float32, whatever dtype it was trained from.
+    dtype: fineTuned ? undefined : (saved.dtype ?? undefined),
     preprocessing: manifest.backbone.preprocessing,
   });
   if (backbone.reference.sha256 !== manifest.backbone.sha256 || backbone.reference.featureDim !== manifest.backbone.featureDim) {

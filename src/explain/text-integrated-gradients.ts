@@ -10,7 +10,7 @@
  * whitespace word, and completeness — Σ = f(x) − f(baseline) — is reported.
  */
 import { readFile } from 'node:fs/promises';
-import type { TransformerTextBackbone } from '../backbones/text-transformer.js';
+import { transformerOrigin, type TransformerTextBackbone } from '../backbones/text-transformer.js';
 import { ort, sessionOptions } from '../backbones/onnx-session.js';
 import { decodeModel, encodeModel, OPSET_VERSION } from '../backbones/tfjs/onnx-graph.js';
 import { matchScalarRanks, pruneToOutputs, sortTopologically } from '../autodiff/graph-utils.js';
@@ -46,10 +46,11 @@ export class TextAttribution {
   ) {}
 
   static async create(backbone: TransformerTextBackbone, head: HeadState, temperature: number, threads?: number): Promise<TextAttribution> {
-    const origin = backbone.spec.model;
+    const origin = transformerOrigin(backbone.spec);
+    const source = backbone.spec.model;
     let graph;
     try {
-      graph = decodeModel(await readFile(origin), origin);
+      graph = decodeModel(typeof source === 'string' ? await readFile(source) : source, origin);
     } catch (error) {
       throw modelError(`cannot read the encoder graph: ${messageOf(error)}`, origin, error);
     }

@@ -436,11 +436,12 @@ async function exportImageClassifier(classifier: Classifier, backbone: ImageBack
  */
 async function exportTextClassifier(classifier: Classifier, backbone: TransformerTextBackbone, options: ExportOptions): Promise<ExportResult> {
   const { spec, tokenizer } = backbone;
-  const graph = await readBackboneGraph(spec.model, spec.model);
+  const origin = typeof spec.model === 'string' ? spec.model : spec.id;
+  const graph = await readBackboneGraph(spec.model, origin);
   const names = graph.inputs.map((input) => input.name!);
   const unknown = names.filter((name) => !['input_ids', 'attention_mask', 'token_type_ids'].includes(name));
   if (!names.includes('input_ids') || unknown.length > 0) {
-    throw modelError(`a text encoder graph must take input_ids (and optionally attention_mask, token_type_ids); this one takes ${names.join(', ')}`, spec.model);
+    throw modelError(`a text encoder graph must take input_ids (and optionally attention_mask, token_type_ids); this one takes ${names.join(', ')}`, origin);
   }
   const tokenizerText = await readFile(join(spec.folder, 'tokenizer.json'), 'utf8');
   if (sha256(tokenizerText) !== tokenizer.sha256) throw modelError('tokenizer.json changed since the backbone was opened', spec.folder);
@@ -469,7 +470,7 @@ async function exportTextClassifier(classifier: Classifier, backbone: Transforme
     provenance: provenanceOf(classifier, quantization),
     tokenizer: { tokenizer: JSON.parse(tokenizerText) as object, config: tokenizerConfig as object },
   };
-  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, spec.model, options);
+  return finish(classifier, graph, metadata, quantization, PROBE_TEXTS, origin, options);
 }
 
 /**

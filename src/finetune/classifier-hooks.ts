@@ -5,38 +5,45 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Backbone } from '../backbones/backbone.js';
-import { FINE_TUNED_BACKBONE_FILE, type FineTunedBackbone, type ManifestWithoutHead } from '../artifacts/model-folder.js';
+import { FINE_TUNED_BACKBONE_FILE, FINE_TUNED_TEXT_BACKBONE_FOLDER, type FineTunedBackbone, type ManifestWithoutHead } from '../artifacts/model-folder.js';
 import type { Dataset } from '../data/dataset.js';
 import type { LinearHead } from '../heads/linear.js';
-import { FINE_TUNE_DEFAULTS, fineTuneBackbone, type FineTuneOptions, type FineTuneRecord, type FineTuneSettings } from './fine-tune.js';
+import { fineTuneBackbone, type FineTuneOptions, type FineTuneRecord, type FineTuneSettings } from './fine-tune.js';
 
-export interface ClassifierFineTune {
-  backbone: Backbone<Uint8Array, unknown>;
+export interface ClassifierFineTune<Input = unknown> {
+  backbone: Backbone<Input, unknown>;
   info: FineTunedBackbone;
   record: FineTuneRecord;
   /** The head trained with the blocks, when the options keep it (`head: 'joint'`) rather than refit one. */
   jointHead?: LinearHead;
 }
 
-export async function fineTuneForClassifier<Input>(
+export async function fineTuneForClassifier<Input extends Uint8Array | string>(
   dataset: Dataset<Input>,
   backbone: Backbone<Input, unknown>,
   options: FineTuneOptions,
   settings: FineTuneSettings,
-): Promise<ClassifierFineTune> {
-  // fineTuneBackbone checks that this is an image backbone (Uint8Array inputs).
-  const result = await fineTuneBackbone(dataset as unknown as Dataset<Uint8Array>, backbone as unknown as Backbone<Uint8Array, unknown>, options, settings);
+): Promise<ClassifierFineTune<Input>> {
+  const result = await fineTuneBackbone(dataset, backbone, options, settings);
   return {
     backbone: result.backbone,
-    info: { file: FINE_TUNED_BACKBONE_FILE, base: { id: backbone.reference.id, sha256: backbone.reference.sha256 } },
+    // Text: a Hugging Face ONNX folder (graph + tokenizer), so the model folder reopens without the original.
+    info: { file: backbone.reference.modality === 'text' ? FINE_TUNED_TEXT_BACKBONE_FOLDER : FINE_TUNED_BACKBONE_FILE, base: { id: backbone.reference.id, sha256: backbone.reference.sha256 } },
     record: result.record,
     ...(result.record.options.head === 'joint' ? { jointHead: result.head } : {}),
   };
 }
 
-/** `unfreeze: 'auto'` fine-tunes what the default would (the comparison with the frozen head is the classifier's). */
+export { checkUnfreezable } from './backbone-graph.js';
+
+/**
+ * `unfreeze: 'auto'` fine-tunes what the default would — the modality's (text transformers: all),
+ * else `FINE_TUNE_DEFAULTS` — and the comparison with the frozen head is the classifier's.
+ */
 export function concreteUnfreeze(options: FineTuneOptions): FineTuneOptions {
-  return options.unfreeze === 'auto' ? { ...options, unfreeze: FINE_TUNE_DEFAULTS.unfreeze } : options;
+  if (options.unfreeze !== 'auto') return options;
+  const { unfreeze: _auto, ...rest } = options;
+  return rest;
 }
 
 /** What `unfreeze: 'auto'` compared and kept; stored in the manifest as `training.unfreezeAuto`. */
@@ -81,10 +88,14 @@ export function recordFineTune(manifest: ManifestWithoutHead, tuned: ClassifierF
   manifest.training = { ...manifest.training, fineTune: tuned.record };
 }
 
-/** The files a model folder must carry for this backbone: the fine-tuned graph, if any. */
+/** The files a model folder must carry for this backbone: the fine-tuned graph (text: its Hugging Face folder), if any. */
 export async function fineTunedFiles(backbone: object, manifest: ManifestWithoutHead): Promise<Record<string, Uint8Array>> {
   const fineTuned = manifest.backbone.fineTuned;
   if (!fineTuned) return {};
+  if (manifest.modality === 'text') {
+    const { textBackboneFiles } = await import('./text-graph.js');
+    return textBackboneFiles(backbone as Backbone<unknown, unknown>, fineTuned.file);
+  }
   // In memory right after training; a file path once loaded from a model folder.
   const model = (backbone as { spec?: { model?: unknown } }).spec?.model;
   if (model instanceof Uint8Array) return { [fineTuned.file]: model };

@@ -10,7 +10,6 @@
  */
 import { asDense } from '../features/sparse.js';
 import type { Backbone } from '../backbones/backbone.js';
-import type { ImageBackbone } from '../backbones/image-backbone.js';
 import { createSession, type ort } from '../backbones/onnx-session.js';
 import { encodeModel, type GraphNode } from '../backbones/tfjs/onnx-graph.js';
 import { depthFromTop, findBlocks, weightsOfTopBlocks, type Block } from '../autodiff/blocks.js';
@@ -22,7 +21,6 @@ import { partitionModel } from '../autodiff/partition.js';
 import { buildTrainingGraph, type OptimizerSpec, type ParamSpec } from '../autodiff/training-graph.js';
 import { TrainingSession } from '../autodiff/training-session.js';
 import type { Dataset, LabelledItem } from '../data/dataset.js';
-import { DEFAULT_IMAGE_AUGMENTATION } from '../data/image-decode.js';
 import { FeatureCache } from '../features/cache.js';
 import { extractFeatures, type AugmentedViews } from '../features/extract.js';
 import type { FeatureSet } from '../heads/head.js';
@@ -32,7 +30,7 @@ import { fitHead } from '../train/fit.js';
 import { SCHEDULES, type ScheduleKind } from '../train/schedule.js';
 import { dataError, usageError } from '../util/errors.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
-import { asImageBackbone, fineTunedGraphBytes, openFineTunedBackbone, readBackboneGraph } from './backbone-graph.js';
+import { openBackboneGraph, type BackboneGraph } from './backbone-graph.js';
 import { batchTensors, trainEpochs, type EpochStats, type ExampleRows } from './loop.js';
 import { PrefixRunner } from './prefix.js';
 
@@ -46,7 +44,7 @@ export type BatchNormMode = 'frozen' | 'affine' | 'update';
 export type UnfreezeSpec = number | 'all' | 'auto' | `last-${number}-blocks` | { fromNode: string };
 
 export interface FineTuneOptions {
-  /** Default 2 (the last two blocks). */
+  /** Default 2 (the last two blocks); text transformers: 'all' (see text-graph.ts). */
   unfreeze?: UnfreezeSpec;
   /** Epochs of head-only training on the frozen backbone first; default: the head trainer's own early-stopped run. */
   freezeEpochs?: number;
@@ -152,17 +150,17 @@ export interface FineTuneRecord {
   seconds: { cut: number; train: number };
 }
 
-export interface FineTuneResult {
+export interface FineTuneResult<Input = Uint8Array> {
   /** The backbone with its fine-tuned weights (a new session; the original is left open). */
-  backbone: ImageBackbone;
-  /** The serialised fine-tuned backbone graph (features output `features`). */
+  backbone: Backbone<Input, unknown>;
+  /** The serialised fine-tuned backbone graph (images: features output `features`; text: the encoder's own outputs). */
   graph: Uint8Array;
   /** The head trained jointly with the backbone (standardised inputs, as `LinearHead` stores them). */
   head: LinearHead;
   record: FineTuneRecord;
 }
 
-function resolveOptions(options: FineTuneOptions) {
+function resolveOptions(options: FineTuneOptions, defaultFactor: number = FINE_TUNE_DEFAULTS.discriminativeFactor) {
   const schedule = options.schedule ?? FINE_TUNE_DEFAULTS.schedule;
   if (!SCHEDULES.includes(schedule)) throw usageError(`unknown schedule ${JSON.stringify(schedule)} (expected one of ${SCHEDULES.join(', ')})`);
   const positive = (name: string, value: number) => {
@@ -178,7 +176,7 @@ function resolveOptions(options: FineTuneOptions) {
     return value;
   };
   const discriminative = options.discriminative ?? true;
-  const factor = discriminative === false ? 1 : discriminative === true ? FINE_TUNE_DEFAULTS.discriminativeFactor : positive('discriminative', discriminative);
+  const factor = discriminative === false ? 1 : discriminative === true ? defaultFactor : positive('discriminative', discriminative);
   return {
     epochs: integer('epochs', options.epochs ?? FINE_TUNE_DEFAULTS.epochs, 1),
     lr: positive('lr', options.lr ?? FINE_TUNE_DEFAULTS.lr),
@@ -234,36 +232,45 @@ function chooseWeights(blocks: Block[], unfreeze: number | 'all' | { fromNode: s
   return { weights, depth };
 }
 
-export async function fineTuneBackbone(
-  dataset: Dataset<Uint8Array>,
-  source: Backbone<Uint8Array, unknown>,
+/**
+ * Fine-tunes an image backbone (ONNX graph) or a transformer text encoder; what differs between
+ * them is the `BackboneGraph` (`backbone-graph.ts`, `text-graph.ts`): how inputs feed the graph and
+ * how the trained weights become a backbone again.
+ */
+export async function fineTuneBackbone<Input extends Uint8Array | string>(
+  dataset: Dataset<Input>,
+  backbone: Backbone<Input, unknown>,
   options: FineTuneOptions,
   settings: FineTuneSettings,
-): Promise<FineTuneResult> {
+): Promise<FineTuneResult<Input>> {
   const reporter = settings.reporter ?? silentReporter;
   const seed = settings.seed ?? 0;
-  const backbone = asImageBackbone(source);
-  const resolved = resolveOptions(options);
-  const unfreeze = parseUnfreeze(options.unfreeze ?? FINE_TUNE_DEFAULTS.unfreeze);
+  // Checked before the graph is read, so a bad option is said at once.
+  resolveOptions(options);
+  if (options.unfreeze !== undefined) parseUnfreeze(options.unfreeze);
   const classes = dataset.classes.length;
-  // The classifier's augmentation, if any; else the fine-tuning's own views with the image defaults.
-  const viewCount = settings.augment && settings.augment.views > 0 ? settings.augment.views : (options.augment ?? FINE_TUNE_DEFAULTS.augment);
-  const views: AugmentedViews | undefined = viewCount > 0 ? { count: viewCount, seed, settings: settings.augment?.settings ?? DEFAULT_IMAGE_AUGMENTATION } : undefined;
   const cutStarted = performance.now();
 
   // The graph, its blocks, and the cut below the weights to train.
-  const graph = await readBackboneGraph(backbone);
+  const graph = (await openBackboneGraph(backbone as Backbone<unknown, unknown>, dataset as Dataset<unknown>)) as BackboneGraph<Input, unknown>;
   const { model } = graph;
+  const resolved = resolveOptions(options, graph.defaults?.discriminativeFactor);
+  const unfreezeSpec = options.unfreeze ?? graph.defaults?.unfreeze ?? FINE_TUNE_DEFAULTS.unfreeze;
+  const unfreeze = parseUnfreeze(unfreezeSpec);
+  // The classifier's augmentation, if any; else the fine-tuning's own views with the modality's defaults.
+  const viewCount = settings.augment && settings.augment.views > 0 ? settings.augment.views : (options.augment ?? FINE_TUNE_DEFAULTS.augment);
+  if (viewCount > 0 && !graph.defaultAugmentation && !settings.augment?.settings) throw usageError(`augmented views while fine-tuning: ${backbone.reference.modality} inputs have no augmentation`);
+  const views: AugmentedViews | undefined = viewCount > 0 ? { count: viewCount, seed, settings: settings.augment?.settings ?? graph.defaultAugmentation } : undefined;
   const blocks = findBlocks(model, graph.features);
   const { weights, depth } = chooseWeights(blocks, unfreeze, nodesNeededFor(model.graph.nodes, [graph.features]), model.origin);
   if (weights.length === 0) throw usageError(`${model.origin}: nothing to unfreeze`);
   const partition = partitionModel(model, graph.features, weights);
-  const prefix = await PrefixRunner.open(backbone, partition, graph.input, settings.threads);
+  const prefix = await PrefixRunner.open(graph, partition, settings.threads);
   let session: TrainingSession | undefined;
   let frozenSuffix: ort.InferenceSession | undefined;
   try {
     // The frozen part runs once per image (and view); everything after works on its cached activations.
-    const rowsOf = async (items: LabelledItem<Uint8Array>[], label: string, withViews?: AugmentedViews): Promise<ExampleRows> => {
+    const rowsOf = async (items: LabelledItem<Input>[], label: string, withViews?: AugmentedViews): Promise<ExampleRows> => {
       const cache = prefix.isIdentity || settings.cache === false ? undefined : FeatureCache.forBackbone(settings.cacheDir, prefix);
       const extracted = await extractFeatures(prefix, items, { cache, reporter, label, views: withViews });
       return { data: asDense(extracted.features), labels: Int32Array.from(extracted.itemOfRow, (item) => items[item]!.label), itemOfRow: extracted.itemOfRow, viewOfRow: extracted.viewOfRow };
@@ -326,13 +333,13 @@ export async function fineTuneBackbone(
 
     const trainedWeights = new Map([...loop.best].filter(([name]) => name !== head.weight && name !== head.bias));
     const backboneWeights = foldChannelAffines(trainedWeights, affines, (name) => partition.suffix.floatInitializer(name)!);
-    const bytes = fineTunedGraphBytes(graph, backboneWeights, `${backbone.reference.id} fine-tuned by headstart (${describeUnfreeze(unfreeze)})`);
-    const tuned = await openFineTunedBackbone(backbone, bytes, settings.threads);
+    const bytes = graph.write(backboneWeights, `${backbone.reference.id} fine-tuned by headstart (${describeUnfreeze(unfreeze)})`);
+    const tuned = await graph.open(bytes, settings.threads);
     const jointHead = new LinearHead(firstHead.dim, classes, loop.best.get(head.weight)!, loop.best.get(head.bias)!, standardizer ? new Standardizer(standardizer.mean, standardizer.std) : null);
     const trainedBlocks = blocks.filter((block) => block.weights.some((w) => weights.includes(w)));
     const valuesOf = (names: string[]) => names.reduce((sum, name) => sum + model.graph.initializers.get(name)!.data.length, 0);
     const record: FineTuneRecord = {
-      unfreeze: options.unfreeze ?? FINE_TUNE_DEFAULTS.unfreeze,
+      unfreeze: unfreezeSpec,
       blocks: {
         total: blocks.length,
         trained: trainedBlocks.map((block) => {

@@ -23,6 +23,8 @@ export interface BatchInput {
   name: string;
   /** Per-example dims. */
   dims: number[];
+  /** Default float32; int64 inputs (token ids) are held as float32 in the rows and cast here. */
+  dtype?: 'float32' | 'int64';
 }
 
 export interface LoopOptions {
@@ -74,7 +76,8 @@ export function batchTensors(inputs: BatchInput[], rows: ExampleRows, rowIndices
     const size = sizes[t]!;
     const data = new Float32Array(rowIndices.length * size);
     rowIndices.forEach((row, i) => data.set(rows.data.subarray(row * rowSize + offset, row * rowSize + offset + size), i * size));
-    tensors[input.name] = new ort.Tensor('float32', data, [rowIndices.length, ...input.dims]);
+    const dims = [rowIndices.length, ...input.dims];
+    tensors[input.name] = input.dtype === 'int64' ? new ort.Tensor('int64', BigInt64Array.from(data, (v) => BigInt(v)), dims) : new ort.Tensor('float32', data, dims);
     offset += size;
   });
   return tensors;

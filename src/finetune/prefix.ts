@@ -1,17 +1,17 @@
 /**
  * The frozen prefix of a partitioned backbone as a `Backbone`, so `extractFeatures` runs it once per
- * image (and per augmented view) with its batching, decode overlap and on-disk cache: the cached
- * "feature" of an image is its activation at the cut, keyed by the backbone's hash, the cut
- * tensors and the preprocessing.
+ * input (and per augmented view) with its batching, decode overlap and on-disk cache: the cached
+ * "feature" of an input is its activation at the cut, keyed by the backbone's hash, the cut
+ * tensors and the preprocessing (for text, with the fixed sequence length).
  */
 import type { Backbone, BackboneReference, AugmentationView } from '../backbones/backbone.js';
-import type { ImageBackbone } from '../backbones/image-backbone.js';
-import { createSession, ort, stack } from '../backbones/onnx-session.js';
+import { createSession, type ort } from '../backbones/onnx-session.js';
 import { encodeModel } from '../backbones/tfjs/onnx-graph.js';
 import type { Partition } from '../autodiff/partition.js';
 import { elementCount } from '../autodiff/graph-utils.js';
+import type { BackboneGraph } from './backbone-graph.js';
 
-export class PrefixRunner implements Backbone<Uint8Array, Float32Array> {
+export class PrefixRunner<Input = unknown, Prepared = unknown> implements Backbone<Input, Prepared> {
   readonly reference: BackboneReference;
   readonly preprocessing: object;
   readonly batchSize: number;
@@ -19,47 +19,51 @@ export class PrefixRunner implements Backbone<Uint8Array, Float32Array> {
   readonly sizes: number[];
 
   private constructor(
-    private readonly backbone: ImageBackbone,
+    private readonly graph: BackboneGraph<Input, Prepared>,
     private readonly partition: Partition,
-    private readonly inputName: string,
     private readonly session: ort.InferenceSession | undefined,
   ) {
     this.sizes = partition.frontier.map((tensor) => elementCount(tensor.dims));
-    this.preprocessing = backbone.preprocessing;
-    this.batchSize = backbone.batchSize;
+    this.preprocessing = graph.preprocessing;
+    this.batchSize = graph.backbone.batchSize;
     this.reference = {
-      ...backbone.reference,
+      ...graph.backbone.reference,
       featureDim: this.sizes.reduce((a, b) => a + b, 0),
       featureOutput: `activations at ${partition.frontier.map((tensor) => tensor.name).join(' + ')}`,
     };
   }
 
-  static async open(backbone: ImageBackbone, partition: Partition, inputName: string, threads?: number): Promise<PrefixRunner> {
-    const session = partition.prefix ? await createSession(encodeModel(partition.prefix, 'frozen prefix', 'frozen prefix of a fine-tuned backbone', { producer: 'headstart fine-tune' }), `${backbone.spec.origin} (frozen prefix)`, threads) : undefined;
-    return new PrefixRunner(backbone, partition, inputName, session);
+  static async open<Input, Prepared>(graph: BackboneGraph<Input, Prepared>, partition: Partition, threads?: number): Promise<PrefixRunner<Input, Prepared>> {
+    const origin = `${graph.model.origin} (frozen prefix)`;
+    const session = partition.prefix ? await createSession(encodeModel(partition.prefix, 'frozen prefix', 'frozen prefix of a fine-tuned backbone', { producer: 'headstart fine-tune' }), origin, threads) : undefined;
+    return new PrefixRunner(graph, partition, session);
   }
 
-  /** True when nothing is frozen below the trainable part: rows are the prepared inputs themselves. */
+  /** True when nothing is frozen below the trainable part: rows are the graph's inputs themselves. */
   get isIdentity(): boolean {
     return this.session === undefined;
   }
 
-  prepare(input: Uint8Array, view?: AugmentationView): Promise<Float32Array> {
-    return this.backbone.prepare(input, view);
+  prepare(input: Input, view?: AugmentationView): Promise<Prepared> {
+    return this.graph.prepare(input, view);
   }
 
-  async forward(batch: Float32Array[]): Promise<Float32Array> {
-    if (!this.session) return stack(batch);
-    const { width, height, layout } = this.backbone.preprocessing;
-    const dims = layout === 'NCHW' ? [batch.length, 3, height, width] : [batch.length, height, width, 3];
-    const outputs = await this.session.run({ [this.inputName]: new ort.Tensor('float32', stack(batch), dims) });
+  async forward(batch: Prepared[]): Promise<Float32Array> {
+    const feeds = this.graph.feeds(batch);
+    // Without a prefix the frontier is the graph's inputs; with one, its outputs in frontier order.
+    const names = this.partition.prefix ? this.partition.prefix.outputs.map((output) => output.name) : this.partition.frontier.map((tensor) => tensor.name);
+    const outputs = this.session ? await this.session.run(feeds, names) : feeds;
     const rowSize = this.reference.featureDim;
     const rows = new Float32Array(batch.length * rowSize);
     let offset = 0;
-    this.partition.prefix!.outputs.forEach((output, t) => {
-      const data = outputs[output.name]!.data as Float32Array;
+    names.forEach((name, t) => {
+      const data = outputs[name]!.data as Float32Array | BigInt64Array;
       const size = this.sizes[t]!;
-      for (let r = 0; r < batch.length; r++) rows.set(data.subarray(r * size, (r + 1) * size), r * rowSize + offset);
+      for (let r = 0; r < batch.length; r++) {
+        // Token ids (int64) are held as float32: exact below 2^24, far above any vocabulary.
+        const values = data instanceof BigInt64Array ? Float32Array.from(data.subarray(r * size, (r + 1) * size), Number) : data.subarray(r * size, (r + 1) * size);
+        rows.set(values, r * rowSize + offset);
+      }
       offset += size;
     });
     return rows;

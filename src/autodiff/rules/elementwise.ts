@@ -136,9 +136,26 @@ const where: GradientRule = (g) => {
   ];
 };
 
+/**
+ * Max of two inputs (L2 normalisation's norm floor): the gradient goes to the larger, to the
+ * first on ties, as torch.maximum splits nothing when one side is a constant.
+ */
+const max: GradientRule = (g) => {
+  if (g.node.inputs.length !== 2) throw g.fail(`Max of ${g.node.inputs.length} inputs`);
+  const dy = g.dy()!;
+  const [a, b] = [g.input(0), g.input(1)];
+  const first = g.b.op('GreaterOrEqual', [a, b]);
+  const zero = g.b.scalar(0, dy);
+  return [
+    g.needs(0) ? g.b.unbroadcast(g.b.op('Where', [first, dy, zero]), a, outDims(g)) : undefined,
+    g.needs(1) ? g.b.unbroadcast(g.b.op('Where', [first, zero, dy]), b, outDims(g)) : undefined,
+  ];
+};
+
 const expand: GradientRule = (g) => [g.b.unbroadcast(g.dy()!, g.input(0), outDims(g)), undefined];
 
 export const ELEMENTWISE_RULES: Record<string, GradientRule> = {
+  Max: max,
   Add: add,
   Sub: sub,
   Mul: mul,

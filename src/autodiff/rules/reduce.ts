@@ -49,6 +49,16 @@ const reduceSum: GradientRule = (g) => {
   return [spread(g, axes, g.int('keepdims', 1) === 1, undefined), undefined];
 };
 
+/** ReduceSumSquare (L2 normalisation): d(Σx²)/dx = 2x. Axes as an attribute below opset 18, an input from 18. */
+const reduceSumSquare: GradientRule = (g) => {
+  const x = g.input(0);
+  const rank = g.dims(x).length;
+  const given = g.input(1) ? g.constantInts(g.input(1)) : g.node.attributes['axes'] ? g.ints('axes', []) : undefined;
+  if (g.input(1) && !given) throw g.fail('reduction axes computed at run time');
+  const axes = reducedAxes(given, rank);
+  return [g.b.mul(spread(g, axes, g.int('keepdims', 1) === 1, g.b.scalar(2, x)), x), undefined];
+};
+
 const globalAveragePool: GradientRule = (g) => {
   const rank = g.dims(g.input(0)).length;
   const axes = Array.from({ length: rank - 2 }, (_, i) => i + 2);
@@ -76,6 +86,7 @@ const logSoftmax: GradientRule = (g) => {
 export const REDUCE_RULES: Record<string, GradientRule> = {
   ReduceMean: reduceMean,
   ReduceSum: reduceSum,
+  ReduceSumSquare: reduceSumSquare,
   GlobalAveragePool: globalAveragePool,
   Softmax: softmax,
   LogSoftmax: logSoftmax,
