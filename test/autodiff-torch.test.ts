@@ -1,9 +1,11 @@
 /**
  * Whole-model gradients and one optimiser step against PyTorch 1.13, from the numbers committed in
  * test/fixtures/autodiff (written by tools/autodiff-torch-reference.py, so CI needs no PyTorch):
- * a small CNN (exported to ONNX by the same script) and ViT-tiny under a linear head.
+ * a small CNN (exported to ONNX by the same script), ViT-tiny and BERT-tiny under a linear head, and
+ * the text fine-tuning graph (BERT-tiny pooled in-graph at a fixed padded length).
  */
 import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,6 +14,9 @@ import { readTrainableModel, type TrainableModel } from '../src/autodiff/model.j
 import { buildTrainingGraph, type OptimizerSpec } from '../src/autodiff/training-graph.js';
 import { TrainingSession, type StepResult } from '../src/autodiff/training-session.js';
 import { ort } from '../src/backbones/onnx-session.js';
+import { openTextBackbone } from '../src/backbones/text-resolve.js';
+import type { Dataset } from '../src/data/dataset.js';
+import { readTextBackboneGraph } from '../src/finetune/text-graph.js';
 import { SHARED } from './helpers/images.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/autodiff/', import.meta.url));
@@ -41,6 +46,7 @@ interface Reference {
   input: { shape: number[]; pattern?: { scale: number; offset: number }; ids?: number[]; attentionMask?: number[]; tokenTypeIds?: number[] };
   head?: { weightPattern: { scale: number; offset: number } };
   parameters: ParameterReference[];
+  pooling?: { pooling: 'mean' | 'cls'; normalize: boolean };
   trainModeBatchNorm?: { loss: number; momentum: number; runningMean: number[]; runningVar: number[]; gradients: Record<string, number[]> };
 }
 
@@ -153,7 +159,7 @@ async function compare(name: string, model: TrainableModel, logits: string, refe
   expect(worstSgd).toBeLessThan(tolerance.grad);
 }
 
-describe('gradients and optimiser steps match PyTorch (1.13; BERT 2.13)', () => {
+describe('gradients and optimiser steps match PyTorch (1.13; BERT 2.x)', () => {
   afterAll(() => console.log(report.join('\n')));
 
   it('small CNN: Conv (strided, depthwise, dilated, 1×1), Clip, BatchNormalization, Relu, MaxPool, Tanh, Add, Pad, AveragePool, ReduceMean, Gemm', async () => {
@@ -206,4 +212,32 @@ describe('gradients and optimiser steps match PyTorch (1.13; BERT 2.13)', () => 
     );
     await compare('BERT-tiny', model, head.logits, reference, { grad: 1e-3, step: 1e-3 });
   });
+
+  // The graph `headstart train --unfreeze` trains on texts (src/finetune/text-graph.ts), built by
+  // the library itself: padded to the longest text (here 10 words + [CLS] + [SEP] = the fixture's 12),
+  // pooled in-graph as the backbone pools.
+  for (const [file, label] of [
+    ['bert-tiny-text-mean.json', 'mean over the attention mask'],
+    ['bert-tiny-text-cls-l2.json', 'first token, L2-normalised (Max and ReduceSumSquare gradients)'],
+  ] as const) {
+    it(`BERT-tiny text fine-tuning graph: fixed padded length, ${label}, under a linear head, every weight trained but the pruned pooler`, async () => {
+      const reference = JSON.parse(await readFile(join(FIXTURES, file), 'utf8')) as Reference;
+      const backbone = await openTextBackbone(join(SHARED, 'models/bert-tiny-random'), { cacheDir: tmpdir(), preprocessing: reference.pooling });
+      try {
+        const text = 'the cat sat on the mat and the dog ran';
+        const dataset = { train: [{ load: async () => text }], validation: [] } as unknown as Dataset<string>;
+        const graph = await readTextBackboneGraph(backbone, dataset);
+        expect(graph.preprocessing).toMatchObject({ sequenceLength: reference.input.shape[1], pooling: reference.pooling!.pooling, normalize: reference.pooling!.normalize });
+        const head = appendLinearHead(
+          graph.model,
+          graph.features,
+          { weight: pattern(reference.classes * 128, reference.head!.weightPattern.scale, reference.head!.weightPattern.offset), bias: new Float32Array(reference.classes) },
+          { weight: 'head.weight', bias: 'head.bias' },
+        );
+        await compare(`BERT-tiny text graph (${label})`, graph.model, head.logits, reference, { grad: 1e-3, step: 1e-3 });
+      } finally {
+        await backbone.dispose();
+      }
+    });
+  }
 });

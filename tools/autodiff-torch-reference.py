@@ -23,7 +23,13 @@ It writes test/fixtures/autodiff/:
   loaded from the ONNX file (MatMul weights, exported transposed under generated names, in graph
   order), and its outputs are checked against onnxruntime's before anything is written.
 
-Names on the command line choose which files to write (default: all three).
+- bert-tiny-text-mean.json, bert-tiny-text-cls-l2.json: the graph headstart's text fine-tuning
+  trains (src/finetune/text-graph.ts): bert-tiny-random's last_hidden_state at a fixed padded length,
+  pooled in-graph (mean over the attention mask; or the first token, L2-normalised), a linear head,
+  one segment; written with /work/pyenv's PyTorch 2.x like bert-tiny.json
+  (`/work/pyenv/bin/python tools/autodiff-torch-reference.py bert-tiny-text-mean bert-tiny-text-cls-l2`).
+
+Names on the command line choose which files to write (default: all five).
 
 Inputs, labels and the head's initial weights come from pattern(), an integer formula the test
 reproduces exactly, so nothing but these numbers needs committing. The loss is the mean
@@ -95,21 +101,26 @@ def loss_of(logits, labels):
     return F.cross_entropy(logits, labels, label_smoothing=LABEL_SMOOTHING)
 
 
+def trained(model):
+    """The parameters that train (a frozen pooler the features never reach is left out)."""
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+
+
 def gradients(model, forward):
     model.zero_grad()
     loss = forward()
     loss.backward()
-    return loss.item(), {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    return loss.item(), {name: p.grad.detach().clone() for name, p in trained(model)}
 
 
 def stepped(model, forward, make_optimizer):
     """Parameters after one optimiser step from the current ones (which are restored afterwards)."""
     saved = {name: p.detach().clone() for name, p in model.named_parameters()}
-    optimizer = make_optimizer(model.parameters())
+    optimizer = make_optimizer([p for _, p in trained(model)])
     optimizer.zero_grad()
     forward().backward()
     optimizer.step()
-    after = {name: p.detach().clone() for name, p in model.named_parameters()}
+    after = {name: p.detach().clone() for name, p in trained(model)}
     with torch.no_grad():
         for name, p in model.named_parameters():
             p.copy_(saved[name])
@@ -166,7 +177,7 @@ def rounded(values):
 
 def describe(model, mapping, grads, adamw, sgd, samples):
     entries = []
-    for name, p in model.named_parameters():
+    for name, p in trained(model):
         info = mapping[name]
         grad = onnx_layout(grads[name], info["transposed"])
         after_adamw = onnx_layout(adamw[name], info["transposed"])
@@ -361,10 +372,83 @@ def bert_tiny():
     return result
 
 
+class PooledBertWithHead(nn.Module):
+    """What headstart's text fine-tuning trains: the encoder's last_hidden_state pooled as the
+    backbone pools it (mean over the attention mask, count floored at 1e-9 as sentence-transformers
+    does; or the first token), optionally L2-normalised (norm floored at 1e-30), then a linear head."""
+
+    def __init__(self, bert, classes, pooling, normalize):
+        super().__init__()
+        self.bert = bert
+        self.pooling = pooling
+        self.normalize = normalize
+        self.head = nn.Linear(128, classes)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.from_numpy(pattern(classes * 128, 0.1, 5).reshape(classes, 128)))
+            self.head.bias.zero_()
+        # The pooled features never reach the pooler; headstart prunes it from the graph.
+        for p in self.bert.pooler.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, ids, mask, types):
+        hidden = self.bert(ids, mask, types)[0]
+        if self.pooling == "mean":
+            weights = mask.to(hidden.dtype).unsqueeze(2)
+            pooled = (hidden * weights).sum(1) / torch.clamp(weights.sum(1), min=1e-9)
+        else:
+            pooled = hidden[:, 0]
+        if self.normalize:
+            pooled = pooled / torch.clamp(pooled.norm(dim=1, keepdim=True), min=1e-30)
+        return self.head(pooled)
+
+
+TEXT_SEQUENCE = 12
+
+
+def bert_tiny_text(pooling, normalize):
+    """The text fine-tuning graph: token ids padded to a fixed length (12; rows padded after 12, 9
+    and 6 tokens, [PAD] ids), one segment (token types 0, as headstart feeds them), every weight
+    trained but the pooler's."""
+    def build():
+        sys.path.insert(0, os.path.join(SHARED, "models", "fixtures-src"))
+        import types as module_types  # noqa: E402
+        sys.modules.setdefault("torchvision", module_types.ModuleType("torchvision"))
+        import fixture_models  # noqa: E402
+
+        batch, classes = 3, 3
+        onnx_path = os.path.join(SHARED, "models", "bert-tiny-random", "onnx", "model.onnx")
+        bert = fixture_models.build_bert_tiny()
+        load_onnx_weights(bert, onnx_path)
+        model = PooledBertWithHead(bert, classes, pooling, normalize).eval()
+        ids, mask, types = (torch.from_numpy(a) for a in bert_inputs(batch, TEXT_SEQUENCE))
+        types = torch.zeros_like(types)
+        check_against_onnxruntime(bert, onnx_path, ids, mask, types)
+        labels = labels_for(batch, classes)
+        forward = lambda: loss_of(model(ids, mask, types), labels)
+        loss, grads = gradients(model, forward)
+        adamw = stepped(model, forward, lambda params: torch.optim.AdamW(params, **{**ADAMW, "lr": 1e-3}))
+        sgd = stepped(model, forward, lambda params: torch.optim.SGD(params, **SGD))
+        with torch.no_grad():
+            logits = model(ids, mask, types).numpy()
+        mapping = {"bert." + k: v for k, v in onnx_names(onnx_path, model.bert).items()}
+        mapping["head.weight"] = {"onnx": "head.weight", "transposed": False}
+        mapping["head.bias"] = {"onnx": "head.bias", "transposed": False}
+        result = common(batch, classes, loss, logits)
+        result["adamw"]["lr"] = 1e-3
+        result["input"] = {"shape": [batch, TEXT_SEQUENCE], "ids": ids.reshape(-1).tolist(), "attentionMask": mask.reshape(-1).tolist(), "tokenTypeIds": types.reshape(-1).tolist()}
+        result["head"] = {"weightPattern": {"scale": 0.1, "offset": 5}, "inputs": f"last_hidden_state pooled ({pooling}{', L2' if normalize else ''})"}
+        result["pooling"] = {"pooling": pooling, "normalize": normalize}
+        result["parameters"] = describe(model, mapping, grads, adamw, sgd, samples=VIT_SAMPLES)
+        return result
+    return build
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     chosen = set(sys.argv[1:])
-    for name, build in (("small-cnn", small_cnn), ("vit-tiny", vit_tiny), ("bert-tiny", bert_tiny)):
+    builds = (("small-cnn", small_cnn), ("vit-tiny", vit_tiny), ("bert-tiny", bert_tiny),
+              ("bert-tiny-text-mean", bert_tiny_text("mean", False)), ("bert-tiny-text-cls-l2", bert_tiny_text("cls", True)))
+    for name, build in builds:
         if chosen and name not in chosen:
             continue
         result = build()
