@@ -89,6 +89,7 @@ export class TextClassifier extends Classifier<string> {
     const isTfidf = (options.backbone ?? textModality.defaultBackbone) === TFIDF_BACKBONE;
     let classifier: TextClassifier;
     if (isTfidf) {
+      if (options.fineTune) throw (await import('../finetune/text-graph.js')).textUnfreezeRefusal(TFIDF_BACKBONE, 'tfidf');
       if (options.queue) throw usageError('--queue: the TF-IDF backbone is fitted on the training texts in this process; it has no pre-trained forward pass for workers to run');
       const map = await fitTfidf(dataset, tfidf, reporter);
       // The map is fitted already; the shared flow then "opens" it like any backbone.

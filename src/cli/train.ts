@@ -115,7 +115,7 @@ export function trainCommand(): Command {
       .option('--feature-output <name>', 'graph output / layer / node to take features from')
       .addOption(new Option('--dtype <dtype>', 'weights variant of a Hugging Face ONNX repository').choices(['fp32', 'fp16', 'q8', 'q4']))
       .option('-o, --out <dir>', 'where to write the model folder', 'headstart-model')
-      .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; auto: fine-tune the default blocks and keep that or the frozen backbone, whichever is better on validation; image backbones', blockCount)
+      .option('--unfreeze <blocks>', 'fine-tune the backbone\'s own last <blocks> blocks (or all) before fitting the head; auto: fine-tune the default blocks and keep that or the frozen backbone, whichever is better on validation; ONNX image backbones and transformer text encoders (text: auto fine-tunes all blocks)', blockCount)
       .option('--fine-tune-epochs <n>', 'epochs with the blocks unfrozen (default 10; early stopping may end sooner)', integer('--fine-tune-epochs', 1))
       .option('--fine-tune-lr <rate>', 'peak learning rate while fine-tuning (default 3e-3; lower blocks get less)', positiveNumber('--fine-tune-lr'))
       .addOption(new Option('--batchnorm <mode>', 'with --unfreeze: frozen keeps BatchNorm as exported (folded into the convolutions); affine trains a per-channel scale and shift after each folded convolution, as fastai trains BatchNorm (default frozen)').choices(['frozen', 'affine']))

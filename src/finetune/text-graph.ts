@@ -38,10 +38,14 @@ export const TEXT_FINE_TUNE_DEFAULTS = { unfreeze: 'all' as const, discriminativ
 /** Refuses text backbones without a network to train (TF-IDF, word vectors), naming what to use instead. */
 export function checkTextUnfreezable(backbone: Backbone<unknown, unknown>): asserts backbone is TransformerTextBackbone {
   if (backbone instanceof TransformerTextBackbone) return;
-  const kind = (backbone.preprocessing as { kind?: string }).kind;
+  throw textUnfreezeRefusal(backbone.reference.id, (backbone.preprocessing as { kind?: string }).kind);
+}
+
+/** The refusal for a text backbone of `kind` (its preprocessing kind: tfidf, word-vectors…). */
+export function textUnfreezeRefusal(id: string, kind: string | undefined): Error {
   const what = kind === 'tfidf' ? 'TF-IDF, fitted on the training texts,' : kind === 'word-vectors' ? 'a table of word vectors, pooled,' : 'not a transformer encoder, so it';
-  throw usageError(
-    `--unfreeze: the text backbone ${backbone.reference.id} is ${what} has no layers to fine-tune; ` +
+  return usageError(
+    `--unfreeze: the text backbone ${id} is ${what} has no layers to fine-tune; ` +
       'fine-tuning needs a transformer encoder in Hugging Face ONNX layout (an hf: reference or a folder with config.json, onnx/model.onnx and tokenizer.json); drop --unfreeze to train a head on its features',
   );
 }
