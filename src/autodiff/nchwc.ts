@@ -84,7 +84,11 @@ async function runOnce(graph: OnnxGraph, feeds: Record<string, ort.Tensor>): Pro
 export function useNchwcDepthwise(graph: OnnxGraph, info: TensorInfoMap, block: number): number {
   const rewritten: GraphNode[] = [];
   let count = 0;
+  const readers = new Map<string, GraphNode[]>();
+  for (const node of graph.nodes) for (const input of node.inputs) readers.set(input, [...(readers.get(input) ?? []), node]);
+  const fused = new Set<GraphNode>();
   for (const node of graph.nodes) {
+    if (fused.has(node)) continue;
     const weightDims = node.op === 'Conv' && !node.domain && !graph.initializers.has(node.inputs[1]!) ? info.get(node.inputs[1]!)?.dims : undefined;
     const layout = weightDims?.length === 4 ? blockedLayout(node, weightDims, block) : undefined;
     if (!layout) {
@@ -100,17 +104,43 @@ export function useNchwcDepthwise(graph: OnnxGraph, info: TensorInfoMap, block: 
     const interleaved = name('weight_interleaved');
     const blockedWeight = name('weight');
     const blockedOutput = name('output');
+    // A Relu or ReLU6 that only this convolution feeds runs inside the NCHWc kernel (its `activation`),
+    // as onnxruntime does in inference graphs; the reordered output then carries the activation's name.
+    // Measured (CPU time per step, interleaved, load 17–23): MobileNetV2 last 2 blocks 148 → 139 ms, all 2304 → 2122 ms.
+    const activation = fusableActivation(graph, readers, node);
+    if (activation) fused.add(activation.node);
+    const activationAttributes = activation ? { activation: attr.string(activation.name), ...(activation.params ? { activation_params: attr.floats(activation.params) } : {}) } : {};
     rewritten.push(
       { name: name('reorder_input'), op: 'ReorderInput', domain: NCHWC, inputs: [x!], outputs: [blockedInput], attributes: {} },
       { name: name('group_weight'), op: 'Reshape', inputs: [w!, shape(layout.grouped)], outputs: [grouped], attributes: {} },
       { name: name('interleave_weight'), op: 'Transpose', inputs: [grouped], outputs: [interleaved], attributes: { perm: attr.ints(layout.perm) } },
       { name: name('shape_weight'), op: 'Reshape', inputs: [interleaved, shape(layout.dims)], outputs: [blockedWeight], attributes: {} },
-      { name: name('conv'), op: 'Conv', domain: NCHWC, inputs: bias ? [blockedInput, blockedWeight, bias] : [blockedInput, blockedWeight], outputs: [blockedOutput], attributes: { ...node.attributes } },
-      { name: name('reorder_output'), op: 'ReorderOutput', domain: NCHWC, inputs: [blockedOutput], outputs: node.outputs, attributes: { channels: attr.int(layout.outputChannels) } },
+      { name: name('conv'), op: 'Conv', domain: NCHWC, inputs: bias ? [blockedInput, blockedWeight, bias] : [blockedInput, blockedWeight], outputs: [blockedOutput], attributes: { ...node.attributes, ...activationAttributes } },
+      { name: name('reorder_output'), op: 'ReorderOutput', domain: NCHWC, inputs: [blockedOutput], outputs: activation ? activation.node.outputs : node.outputs, attributes: { channels: attr.int(layout.outputChannels) } },
     );
   }
   graph.nodes.splice(0, graph.nodes.length, ...rewritten);
+  // The fused Clips' bounds, unless something else reads them (onnxruntime warns about unused initializers).
+  const used = new Set(graph.nodes.flatMap((node) => node.inputs));
+  for (const node of fused) for (const input of node.inputs.slice(1)) if (!used.has(input)) graph.initializers.delete(input);
   return count;
+}
+
+/** The Relu or Clip (constant scalar bounds) that is the only reader of `conv`'s output, if any. */
+function fusableActivation(graph: OnnxGraph, readers: Map<string, GraphNode[]>, conv: GraphNode): { node: GraphNode; name: string; params?: number[] } | undefined {
+  const output = conv.outputs[0]!;
+  const only = readers.get(output);
+  if (only?.length !== 1 || graph.outputs.some((o) => o.name === output)) return undefined;
+  const [next] = only as [GraphNode];
+  if (next.domain || next.inputs[0] !== output) return undefined;
+  if (next.op === 'Relu') return { node: next, name: 'Relu' };
+  if (next.op !== 'Clip' || next.inputs.length !== 3) return undefined;
+  const bound = (name: string) => {
+    const value = graph.initializers.get(name);
+    return value?.dtype === 'float32' && value.data.length === 1 ? Number(value.data[0]) : undefined;
+  };
+  const [min, max] = [bound(next.inputs[1]!), bound(next.inputs[2]!)];
+  return min === undefined || max === undefined ? undefined : { node: next, name: 'Clip', params: [min, max] };
 }
 
 /**

@@ -73,11 +73,20 @@ function masked(g: RuleContext, mask: string): string {
   return g.b.sameShape(g.b.op('Where', [mask, g.dy()!, g.b.scalar(0, g.dy()!)]), g.output(0));
 }
 
-const relu: GradientRule = (g) => [masked(g, g.b.op('Greater', [g.input(0), g.b.scalar(0, g.input(0))]))];
+/**
+ * Relu and Clip read their output for the mask, not their input (y > 0 exactly where x > 0; min < y < max
+ * exactly where min < x < max): the input then has the activation as its only reader, so onnxruntime
+ * fuses a Conv with the activation after it as in inference graphs (`nchwc.ts` does the same for
+ * NCHWc convolutions): MobileNetV2's step went from 1 fused Conv to 4 (last 2 blocks).
+ */
+const relu: GradientRule = (g) => {
+  const y = g.output(0);
+  return [masked(g, g.b.op('Greater', [y, g.b.scalar(0, y)]))];
+};
 
 /** Clip (ReLU6 among others): the gradient passes strictly inside (min, max), as for PyTorch's hardtanh. */
 const clip: GradientRule = (g) => {
-  const x = g.input(0);
+  const x = g.output(0);
   const attributeMin = g.node.attributes['min'];
   const attributeMax = g.node.attributes['max'];
   const min = g.input(1) || (attributeMin?.kind === 'float' ? g.b.scalar(attributeMin.value, x) : '');
