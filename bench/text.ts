@@ -92,6 +92,46 @@ export async function tfidfBench(cacheDir: string): Promise<void> {
   }
 }
 
+/**
+ * The first `count` whole sentences of SST-2's training file (six words or more: the file also lists
+ * phrases), as a TSV file in `dir` — the text fine-tuning bench's set and test/text-finetune.test.ts's.
+ */
+export async function sst2SentenceFile(dir: string, count: number): Promise<string> {
+  const { records } = await readTextRecords(join(TEXT, 'sst2/train.tsv'));
+  const picked = records.filter((record) => record.text.split(' ').length >= 6).slice(0, count);
+  const file = join(dir, `sst2-${count}.tsv`);
+  await writeFile(file, `sentence\tlabel\n${picked.map((record) => `${record.text}\t${record.label}`).join('\n')}\n`);
+  return file;
+}
+
+/** `--unfreeze auto` on text: frozen head against the fine-tuned encoder, seeds 0, 1, 2 (each its own 80/20 split). */
+export async function textFineTuneBench(cacheDir: string): Promise<void> {
+  section('Text fine-tuning (--unfreeze auto): bert-tiny-random, the first 1,000 SST-2 training sentences (800 train / 200 validation per seed), validation accuracy');
+  const data = await sst2SentenceFile(cacheDir, 1000);
+  const frozen: number[] = [];
+  const tuned: number[] = [];
+  for (const seed of [0, 1, 2]) {
+    const started = performance.now();
+    const classifier = await TextClassifier.train({ data, backbone: BERT_TINY, cacheDir, seed, fineTune: { unfreeze: 'auto' } });
+    const choice = classifier.manifest.training.unfreezeAuto as { kept: string; frozen: { accuracy: number }; fineTuned: { accuracy: number; bestEpoch: number } };
+    const record = classifier.manifest.training.fineTune as { seconds: { train: number }; history: unknown[] } | undefined;
+    frozen.push(choice.frozen.accuracy);
+    tuned.push(choice.fineTuned.accuracy);
+    line(
+      `seed ${seed}: frozen head / fine-tuned (all blocks)`,
+      `${choice.frozen.accuracy.toFixed(3)} / ${choice.fineTuned.accuracy.toFixed(3)}`,
+      `kept ${choice.kept}; best epoch ${choice.fineTuned.bestEpoch}${record ? `, ${(record.seconds.train / record.history.length).toFixed(1)} s/epoch` : ''}; ${((performance.now() - started) / 1000).toFixed(0)} s in all`,
+    );
+    await classifier.dispose();
+  }
+  const meanStd = (xs: number[]) => {
+    const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+    return `${mean.toFixed(3)} ± ${Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)).toFixed(3)}`;
+  };
+  line('frozen head (mean ± std)', meanStd(frozen));
+  line('--unfreeze auto (mean ± std)', meanStd(tuned), `(+${(100 * (tuned.reduce((a, b) => a + b) - frozen.reduce((a, b) => a + b)) / 3).toFixed(1)} points)`);
+}
+
 export async function textBench(): Promise<void> {
   const cacheDir = await mkdtemp(join(tmpdir(), 'headstart-bench-text-'));
   const sst2 = (await readTextRecords(join(TEXT, 'sst2/test.tsv'))).records.map((r) => r.text);
@@ -133,6 +173,7 @@ export async function textBench(): Promise<void> {
   }
 
   await tfidfBench(cacheDir);
+  await textFineTuneBench(cacheDir);
 
   section('Few-shot protocol on SST-2 (8 texts per class × 5 seeds, scored on the 872 test sentences)');
   const report = await runFewShot({ task: 'text', data: join(TEXT, 'sst2'), shots: 8, seeds: 5, cacheDir, cache: false, baseline: true });
@@ -142,5 +183,7 @@ export async function textBench(): Promise<void> {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   // `npx tsx bench/text.ts tfidf` runs the TF-IDF section alone.
   if (process.argv[2] === 'tfidf') await tfidfBench(await mkdtemp(join(tmpdir(), 'headstart-bench-tfidf-')));
+  // `npx tsx bench/text.ts finetune`: the text fine-tuning section alone.
+  else if (process.argv[2] === 'finetune') await textFineTuneBench(await mkdtemp(join(tmpdir(), 'headstart-bench-text-finetune-')));
   else await textBench();
 }

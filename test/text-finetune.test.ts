@@ -6,11 +6,11 @@
  * fine-tuned encoder 0.705 (+8.5 points); asserted with a 5-point margin. The gradients of the same
  * graph are checked against PyTorch in autodiff-torch.test.ts.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sst2SentenceFile } from '../bench/text.js';
 import { TextClassifier } from '../src/classifier/text-classifier.js';
-import { readTextRecords } from '../src/data/text-dataset.js';
 import type { UnfreezeChoice } from '../src/finetune/classifier-hooks.js';
 import type { FineTuneRecord } from '../src/finetune/fine-tune.js';
 import { runCli } from './helpers/cli.js';
@@ -19,15 +19,6 @@ import { SHARED, tempDir } from './helpers/images.js';
 const BERT_TINY = join(SHARED, 'models/bert-tiny-random');
 const GLOVE_20K = join(SHARED, 'models/glove-6b-100d-top20k');
 
-/** The first `count` whole sentences (six words or more: SST-2's training file also lists phrases) of SST-2's training file. */
-async function sst2Sentences(dir: string, count: number): Promise<string> {
-  const { records } = await readTextRecords(join(SHARED, 'data/text/sst2/train.tsv'));
-  const picked = records.filter((record) => record.text.split(' ').length >= 6).slice(0, count);
-  const file = join(dir, `sst2-${count}.tsv`);
-  await writeFile(file, `sentence\tlabel\n${picked.map((record) => `${record.text}\t${record.label}`).join('\n')}\n`);
-  return file;
-}
-
 describe('text classification with --unfreeze (bert-tiny-random, SST-2 sentences)', () => {
   let work: string;
   let sst2: string;
@@ -35,7 +26,7 @@ describe('text classification with --unfreeze (bert-tiny-random, SST-2 sentences
 
   beforeAll(async () => {
     work = await tempDir('headstart-text-finetune-');
-    sst2 = await sst2Sentences(work, 1000);
+    sst2 = await sst2SentenceFile(work, 1000);
   });
   afterAll(async () => {
     await classifier?.dispose();
@@ -79,7 +70,7 @@ describe('text classification with --unfreeze (bert-tiny-random, SST-2 sentences
   }, 300_000);
 
   it('`headstart train --unfreeze 2` trains a text model; TF-IDF and word vectors are refused before any training, naming what works', async () => {
-    const small = await sst2Sentences(work, 120);
+    const small = await sst2SentenceFile(work, 120);
     const out = join(work, 'cli-model');
     const result = await runCli(['train', small, '--backbone', BERT_TINY, '--unfreeze', '2', '--fine-tune-epochs', '1', '--no-baseline', '--out', out, '--cache-dir', join(work, 'cache'), '--quiet', '--no-report']);
     expect(result.code, result.stderr).toBe(0);
