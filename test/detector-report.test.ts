@@ -153,7 +153,7 @@ describe.skipIf(!existsSync(join(DARKNET, 'dog.jpg')))('the detection report of 
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     report = JSON.parse(/<script type="application\/json" id="report-data">(.*?)<\/script>/s.exec(await readFile(page, 'utf8'))![1]!) as DetectionReportData;
-  }, 180_000);
+  }, 400_000); // ~60 s on a quiet machine (the builtin converted, 4 photos, ~10 backward passes); far more under the shared machine's load
   afterAll(() => rm(root, { recursive: true, force: true }));
 
   it("maps each image's false positives and 3 most confident boxes, equal to DetectionExplainer's map for that box", async () => {
@@ -198,7 +198,7 @@ describe.skipIf(!existsSync(join(DARKNET, 'dog.jpg')))('the detection report of 
       await detector.dispose();
     }
     expect(compared).toBeGreaterThanOrEqual(8);
-  }, 180_000);
+  }, 400_000);
 
   it.skipIf(!existsSync(CHROMIUM))('in Chromium, a box\'s button lays its map over the thumbnail and takes it off again, with no requests', async () => {
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });

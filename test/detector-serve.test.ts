@@ -76,8 +76,8 @@ describe('detectors over HTTP', () => {
       expect(worst).toBeLessThan(1e-3);
     });
     // The detectors' namespace answers the same.
-    const aliased = await post('/v1/detectors/centernet/explain?threshold=0.3&max_detections=3', DOG);
-    expect(aliased.json().explanations[0].detections.map((d: any) => d.peak)).toEqual(served!.detections.map((d) => d.peak));
+    const aliased = await post('/v1/detectors/centernet/explain?threshold=0.3&max_detections=1', DOG);
+    expect(aliased.json().explanations[0].detections.map((d: any) => d.peak)).toEqual(served!.detections.slice(0, 1).map((d) => d.peak));
 
     // The detect route's limits and parameters.
     expect((await post('/v1/models/centernet/explain', Buffer.alloc(500_000))).statusCode).toBe(413);
@@ -99,5 +99,5 @@ describe('detectors over HTTP', () => {
     const [explainBroken, detectBroken] = await Promise.all(['explain', 'detect'].map((route) => post(`/v1/detectors/centernet/${route}`, Buffer.from('not a jpeg'))));
     expect(explainBroken!.statusCode).toBe(400);
     expect(explainBroken!.json()).toEqual(detectBroken!.json());
-  }, 120_000);
+  }, 300_000); // ~60 s on a quiet machine: two explanation graphs are built (the server's and the library's)
 });
