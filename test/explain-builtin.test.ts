@@ -3,7 +3,8 @@
  * convolutions, ReLU6 as Clip, TF "SAME" pads made explicit and asymmetric, BatchNorm folded into
  * the convolutions). The attribution graph's input gradient is checked against float64 autograd of
  * that very ONNX graph (tools/explain-builtin-reference.py), at two points of integrated
- * gradients' path; then completeness within 1 % at the step count this backbone needs.
+ * gradients' path; then completeness within 1 % with `steps: 'auto'`, which doubles the steps
+ * until it gets there (this backbone needs hundreds), and which stops early on α = 0.35.
  */
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,11 +16,12 @@ import { openImageBackbone } from '../src/backbones/resolve.js';
 import { prepareImage } from '../src/data/image-decode.js';
 import { buildAttributionModel } from '../src/explain/attribution-model.js';
 import { GradientRunner } from '../src/explain/gradient-runner.js';
-import { integratedGradients } from '../src/explain/integrated-gradients.js';
-import { HYMENOPTERA } from './helpers/images.js';
+import { AUTO_TOLERANCE, integratedGradients, type Completeness } from '../src/explain/integrated-gradients.js';
+import { HYMENOPTERA, SHARED } from './helpers/images.js';
 import { pattern, patternHead } from './helpers/pattern-head.js';
 
 const REFERENCE = fileURLToPath(new URL('./fixtures/explain/builtin-mobilenet-gradients.json', import.meta.url));
+const MOBILENET_035 = join(SHARED, 'models/mobilenet-v2-0.35-imagenet-tfjs');
 const BEE_PHOTO = join(HYMENOPTERA, 'val/bees/1032546534_06907fe3b3.jpg');
 
 interface PointReference {
@@ -79,14 +81,55 @@ describe('explain: integrated gradients on builtin:mobilenet-v2-1.0', () => {
     });
   }, 60_000);
 
-  it('completeness within 1 % at 1024 steps on a photo, black baseline (32 steps are far off: printed)', async () => {
+  it("completeness within 1 % with --steps auto on a photo (32 Gauss–Legendre steps are far off: printed); the steps used are recorded, and a cap that is too low says so", async () => {
     const values = await prepareImage(await readFile(BEE_PHOTO), backbone.preprocessing, BEE_PHOTO);
     const input = { values, width: 224, height: 224, layout: backbone.preprocessing.layout };
-    for (const steps of [32, 1024]) {
-      const { completeness } = await integratedGradients(runner, input, 0, { steps, blackValues: [0, 0, 0] });
-      console.log(`builtin:mobilenet-v2-1.0, ${steps} steps: Σ = ${completeness.sum.toFixed(5)}, f(x) − f(x′) = ${completeness.expected.toFixed(5)}, ${(100 * completeness.relativeError).toFixed(2)} % apart`);
-      expect(Math.abs(completeness.expected)).toBeGreaterThan(0.1);
-      if (steps === 1024) expect(completeness.relativeError).toBeLessThan(0.01);
+    const print = (what: string, c: Completeness, seconds: number) =>
+      console.log(`builtin:mobilenet-v2-1.0, ${what}: ${c.steps} steps (${c.rule}${c.capped ? ', capped' : ''}), Σ = ${c.sum.toFixed(5)}, f(x) − f(x′) = ${c.expected.toFixed(5)}, ${(100 * c.relativeError).toFixed(2)} % apart, ${seconds.toFixed(1)} s`);
+    const timed = async (options: Parameters<typeof integratedGradients>[3]) => {
+      const started = performance.now();
+      const { completeness } = await integratedGradients(runner, input, 0, options);
+      return { completeness, seconds: (performance.now() - started) / 1000 };
+    };
+    const fixed = await timed({ steps: 32, blackValues: [0, 0, 0] });
+    print('32 steps', fixed.completeness, fixed.seconds);
+    expect(Math.abs(fixed.completeness.expected)).toBeGreaterThan(0.1);
+    expect(fixed.completeness).toMatchObject({ steps: 32, rule: 'gauss-legendre' });
+    expect(fixed.completeness.capped).toBeUndefined();
+
+    const auto = await timed({ steps: 'auto', blackValues: [0, 0, 0] });
+    print('auto', auto.completeness, auto.seconds);
+    expect(auto.completeness.relativeError).toBeLessThanOrEqual(AUTO_TOLERANCE);
+    expect(auto.completeness).toMatchObject({ rule: 'trapezoid', capped: false });
+    expect([64, 128, 256, 512, 1024]).toContain(auto.completeness.steps);
+    // The same f(x) − f(x′), whichever rule integrates the path.
+    expect(auto.completeness.expected).toBeCloseTo(fixed.completeness.expected, 5);
+
+    const capped = await timed({ steps: 'auto', maxSteps: 64, blackValues: [0, 0, 0] });
+    print('auto, --max-steps 64', capped.completeness, capped.seconds);
+    expect(capped.completeness.steps).toBe(64);
+    expect(capped.completeness.capped).toBe(capped.completeness.relativeError > AUTO_TOLERANCE);
+    if (auto.completeness.steps > 64) expect(capped.completeness.capped).toBe(true);
+  }, 300_000);
+});
+
+describe('explain: --steps auto on a smooth network (mobilenet-v2-0.35)', () => {
+  it('stops early, within 1 %', async () => {
+    const backbone = await openImageBackbone(MOBILENET_035, { cacheDir: await mkdtemp(join(tmpdir(), 'headstart-explain-035-')), threads: 2 });
+    const runner = await GradientRunner.create(await buildAttributionModel(backbone, patternHead(backbone.reference.featureDim), 1), 'input', 2);
+    try {
+      const pre = backbone.preprocessing;
+      const values = await prepareImage(await readFile(BEE_PHOTO), pre, BEE_PHOTO);
+      const input = { values, width: pre.width, height: pre.height, layout: pre.layout };
+      const blackValues = [0, 1, 2].map((c) => -pre.mean[c]! / pre.std[c]!) as [number, number, number];
+      const { completeness } = await integratedGradients(runner, input, 0, { steps: 'auto', blackValues });
+      console.log(`mobilenet-v2-0.35, auto: ${completeness.steps} steps, ${(100 * completeness.relativeError).toFixed(3)} % apart`);
+      expect(completeness.relativeError).toBeLessThanOrEqual(AUTO_TOLERANCE);
+      expect(completeness.capped).toBe(false);
+      expect(completeness.steps).toBeLessThan(1024);
+    } finally {
+      await runner.release();
+      await backbone.dispose();
     }
   }, 180_000);
 });

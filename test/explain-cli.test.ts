@@ -47,6 +47,34 @@ describe('explain: CLI and server', () => {
     }
   }, 60_000);
 
+  it('--steps auto: the JSON record and the text say the steps used and the gap, and plainly when --max-steps cut it short; the server takes steps=auto', async () => {
+    const args = ['explain', join(root, 'model'), photos[0]!, '--method', 'integrated-gradients', '--steps', 'auto', '--max-steps', '32', '--cache-dir', join(root, 'cache'), '--quiet'];
+    const json = await runCli([...args, '--json']);
+    expect(json.stderr).toBe('');
+    const [record] = JSON.parse(json.stdout) as { completeness: { sum: number; expected: number; relativeError: number; steps: number; rule: string; capped: boolean } }[];
+    expect(record!.completeness).toMatchObject({ steps: 32, rule: 'trapezoid' });
+    const { sum, expected, relativeError, capped } = record!.completeness;
+    expect(relativeError).toBeCloseTo(Math.abs(sum - expected) / Math.abs(expected), 6);
+    expect(capped).toBe(relativeError > 0.01);
+    const text = await runCli(args);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('with 32 steps (trapezoid)');
+    expect(text.stdout).toMatch(capped ? /stopped at the cap \(--max-steps\)/ : /auto: within 1 %/);
+    const badSteps = await runCli(['explain', join(root, 'model'), photos[0]!, '--method', 'integrated-gradients', '--steps', 'many', '--quiet']);
+    expect(badSteps.code).not.toBe(0);
+    expect(badSteps.stderr).toMatch(/--steps must be an integer/);
+    const server = await createServer([{ name: 'insects', classifier }], { logger: false });
+    try {
+      const answer = await server.app.inject({ method: 'POST', url: '/v1/models/insects/explain?method=integrated-gradients&steps=auto&max_steps=32', headers: { 'content-type': 'image/jpeg' }, payload: await readFile(photos[0]!) });
+      expect(answer.statusCode, answer.body).toBe(200);
+      expect(answer.json().explanations[0].completeness).toMatchObject({ steps: 32, rule: 'trapezoid', capped });
+      const tooMany = await server.app.inject({ method: 'POST', url: '/v1/models/insects/explain?method=integrated-gradients&steps=auto&max_steps=4096', headers: { 'content-type': 'image/jpeg' }, payload: await readFile(photos[0]!) });
+      expect([tooMany.statusCode, tooMany.json().error.code]).toEqual([400, 'bad_explain_option']);
+    } finally {
+      await server.close();
+    }
+  }, 180_000);
+
   it('refuses to overwrite a file it did not write, and unknown labels, with clear errors', async () => {
     const out = join(root, 'taken');
     const name = photos[0]!.split('/').pop()!.replace(/\.jpg$/, '');

@@ -5,6 +5,7 @@ import { readTextLines } from '../data/text-dataset.js';
 import type { AudioExplanation } from '../explain/audio-explainer.js';
 import { EXPLAIN_METHODS, type Explanation } from '../explain/explain.js';
 import { explainExportedImage } from '../explain/exported.js';
+import { AUTO_FIRST_STEPS, AUTO_TOLERANCE, DEFAULT_MAX_STEPS, type Completeness, type IntegrationSteps } from '../explain/integrated-gradients.js';
 import type { ImageExplanation } from '../explain/image-explainer.js';
 import { audioExplanationJson, detectionExplanationJson, type DetectionExplanationJson, highlightedText, imageExplanationJson, textExplanationJson, writeAudioOverlay, writeBoxOverlays, writeImageOverlay } from '../explain/output.js';
 import { ExportedModel, isExportedModelFile } from '../export/exported-model.js';
@@ -17,7 +18,8 @@ interface ExplainCliOptions extends GlobalOptions, HubCliOptions {
   method?: (typeof EXPLAIN_METHODS)[number];
   target?: string;
   out?: string;
-  steps?: number;
+  steps?: IntegrationSteps;
+  maxSteps?: number;
   baseline?: 'black' | 'blurred';
   smoothgrad?: number;
   window?: number;
@@ -35,7 +37,8 @@ export function explainCommand(): Command {
       .addOption(new Option('-m, --method <method>', 'images: gradcam (CNN default), attention-rollout (ViT default), integrated-gradients, saliency, occlusion; text: word-contributions, leave-one-out; audio: occlusion').choices(EXPLAIN_METHODS))
       .option('-t, --target <label>', 'explain this label instead of the predicted one')
       .option('-o, --out <dir>', 'write a PNG per input into this folder: the map over the photo, or the clip\'s waveform coloured by importance')
-      .option('--steps <n>', 'integrated gradients: quadrature steps', integer('--steps', 1), 32)
+      .option('--steps <n|auto>', `integrated gradients: quadrature steps, or auto: from ${AUTO_FIRST_STEPS}, doubled until the attributions add up to f(x) − f(baseline) within ${AUTO_TOLERANCE * 100} % (images)`, (value: string) => (value === 'auto' ? 'auto' : integer('--steps', 1)(value)), 32)
+      .option('--max-steps <n>', `integrated gradients with --steps auto: the most steps to double to`, integer('--max-steps', AUTO_FIRST_STEPS), DEFAULT_MAX_STEPS)
       .addOption(new Option('--baseline <kind>', 'integrated gradients: what the path starts from').choices(['black', 'blurred']).default('black'))
       .option('--smoothgrad <n>', 'saliency: average over n noisy copies (SmoothGrad)', integer('--smoothgrad', 0))
       .option('--window <size>', 'occlusion window: pixels of the input (images), seconds (audio)', positiveNumber('--window'))
@@ -54,6 +57,7 @@ export function explainCommand(): Command {
       method: options.method,
       target: options.target,
       steps: options.steps,
+      maxSteps: options.maxSteps,
       baseline: options.baseline,
       smoothGrad: options.smoothgrad,
       ...(modality === 'audio' ? { seconds: { window } } : { window }),
@@ -120,8 +124,14 @@ function describe(input: string, e: Explanation): string {
   if (e.modality === 'audio') return `${head}\n  ${strongestWindows(e)}`;
   return (
     `${head}, peak at (${e.peak.x}, ${e.peak.y}) of ${e.map.width}×${e.map.height}` +
-    (e.completeness ? `\n  attributions sum to ${e.completeness.sum.toFixed(4)}, f(x) − f(baseline) = ${e.completeness.expected.toFixed(4)} (${(e.completeness.relativeError * 100).toFixed(2)} % apart)` : '')
+    (e.completeness ? `\n  ${completenessLine(e.completeness)}` : '')
   );
+}
+
+function completenessLine(c: Completeness): string {
+  const line = `attributions sum to ${c.sum.toFixed(4)}, f(x) − f(baseline) = ${c.expected.toFixed(4)} (${(c.relativeError * 100).toFixed(2)} % apart) with ${c.steps} steps (${c.rule})`;
+  if (c.capped) return `${line}\n  --steps auto stopped at the cap (--max-steps): the gap is still above ${AUTO_TOLERANCE * 100} %; raise --max-steps for a complete attribution`;
+  return c.capped === false ? `${line}, auto: within ${AUTO_TOLERANCE * 100} %` : line;
 }
 
 function strongestWindows(e: AudioExplanation): string {

@@ -12,7 +12,7 @@ import { buildAttributionModel, type AttributionModel } from './attribution-mode
 import { gradCam } from './grad-cam.js';
 import { GradientRunner, type GradientTarget } from './gradient-runner.js';
 import { toImageGrid } from './image-map.js';
-import { integratedGradients, type Baseline } from './integrated-gradients.js';
+import { integratedGradients, type Baseline, type Completeness, type IntegrationSteps } from './integrated-gradients.js';
 import { occlusion } from './occlusion.js';
 import { argmax, normalised, resizeGrid, type Grid } from './pixel-grid.js';
 import { saliency, type PixelTensor } from './saliency.js';
@@ -22,8 +22,9 @@ export type ImageMethod = (typeof IMAGE_METHODS)[number];
 
 export interface ImageExplainOptions {
   method?: ImageMethod;
-  /** Integrated gradients: quadrature steps (default 32) and baseline (default black). */
-  steps?: number;
+  /** Integrated gradients: quadrature steps (default 32; `'auto'`: doubled until completeness is within 1 %, at most `maxSteps`, default 1024) and baseline (default black). */
+  steps?: IntegrationSteps;
+  maxSteps?: number;
   baseline?: Baseline;
   /** Saliency: SmoothGrad's noisy copies (default 0: plain gradients) and noise level. */
   smoothGrad?: number;
@@ -48,7 +49,7 @@ export interface ImageExplanation {
   /** The method's raw map on the backbone's input grid (or its feature grid for Grad-CAM and rollout). */
   raw: Grid;
   /** Integrated gradients: Σ attributions against f(input) − f(baseline) of the target logit. */
-  completeness?: { sum: number; expected: number; relativeError: number };
+  completeness?: Completeness;
 }
 
 /** What the explainer needs of a classifier: its backbone, head, labels and calibrated probabilities. */
@@ -130,7 +131,7 @@ export class ImageExplainer {
         return saliency(await this.runner('input'), input, target, { samples: options.smoothGrad ?? 0, noise: options.noise, seed: options.seed });
       case 'integrated-gradients': {
         const blackValues = [0, 1, 2].map((c) => -pre.mean[c]! / pre.std[c]!) as [number, number, number];
-        return integratedGradients(await this.runner('input'), input, target, { steps: options.steps, baseline: options.baseline, blackValues });
+        return integratedGradients(await this.runner('input'), input, target, { steps: options.steps, maxSteps: options.maxSteps, baseline: options.baseline, blackValues });
       }
       case 'gradcam': {
         const model = await this.attributionModel();

@@ -10,6 +10,7 @@ import type { AudioExplanation } from './audio-explainer.js';
 import type { BoxExplanation } from './detection-grad-cam.js';
 import { normalised, type Grid } from './pixel-grid.js';
 import type { ImageExplanation } from './image-explainer.js';
+import type { Completeness } from './integrated-gradients.js';
 import { heatColour, OVERLAY_GUARD, OVERLAY_SOFTWARE, overlayPng } from './image-map.js';
 import type { TextExplanation } from './text-explainer.js';
 
@@ -19,6 +20,8 @@ export interface ImageExplanationJson {
   probability: number;
   peak: { x: number; y: number };
   map: { width: number; height: number; values: number[] };
+  /** Integrated gradients: Σ attributions against f(x) − f(baseline), the steps used, whether `auto` hit its cap. */
+  completeness?: Completeness;
 }
 
 export function imageExplanationJson(input: string, explanation: ImageExplanation): ImageExplanationJson {
@@ -29,6 +32,7 @@ export function imageExplanationJson(input: string, explanation: ImageExplanatio
     probability: explanation.probability,
     peak: explanation.peak,
     map: gridJson(map),
+    ...(explanation.completeness ? { completeness: explanation.completeness } : {}),
   };
 }
 

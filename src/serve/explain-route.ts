@@ -1,7 +1,7 @@
 /**
  * POST /v1/models/<name>/explain — the predict route's inputs and limits (raw image bytes or a
  * multipart batch, checked before decoding), answered with one explanation per input in the shape
- * `headstart explain --json` prints. Query: method, target, steps, baseline, smoothgrad.
+ * `headstart explain --json` prints. Query: method, target, steps (or `auto` with max_steps), baseline, smoothgrad.
  * A detector served under <name> (also at POST /v1/detectors/<name>/explain) answers with per-box
  * Grad-CAM instead, as `headstart explain <detector> --json` prints it; query: threshold and
  * max_detections as the detect route reads them.
@@ -13,6 +13,7 @@ import type { Classifier } from '../classifier/classifier.js';
 import type { Detector } from '../detector/detector.js';
 import { DetectionExplainer } from '../explain/detection-grad-cam.js';
 import { EXPLAIN_METHODS, type ExplainOptions } from '../explain/explain.js';
+import { AUTO_FIRST_STEPS } from '../explain/integrated-gradients.js';
 import type { ImageExplanation } from '../explain/image-explainer.js';
 import { detectionExplanationJson, imageExplanationJson } from '../explain/output.js';
 import { HeadstartError, messageOf } from '../util/errors.js';
@@ -29,11 +30,15 @@ interface ExplainQuery {
   method?: string;
   target?: string;
   steps?: string;
+  max_steps?: string;
   baseline?: string;
   smoothgrad?: string;
   threshold?: string;
   max_detections?: string;
 }
+
+/** Integrated-gradient steps one request may ask for, `auto` included. */
+const MAX_STEPS = 256;
 
 /** Each box is one forward and backward pass, so fewer than detect's 100 by default. */
 const DETECTOR_DEFAULT_BOXES = 20;
@@ -92,7 +97,7 @@ export function registerExplainRoute(app: FastifyInstance, context: ExplainRoute
   const detectorWork = async (detector: Detector, name: string, request: FastifyRequest<{ Querystring: ExplainQuery }>) => {
     const { query } = request;
     if (query.method !== undefined && query.method !== 'gradcam') throw new HttpError(400, 'bad_explain_option', `detectors are explained per box with method=gradcam, got "${query.method.slice(0, 40)}"`);
-    const unused = (['target', 'steps', 'baseline', 'smoothgrad'] as const).filter((key) => query[key] !== undefined);
+    const unused = (['target', 'steps', 'max_steps', 'baseline', 'smoothgrad'] as const).filter((key) => query[key] !== undefined);
     if (unused.length > 0) throw new HttpError(400, 'bad_explain_option', `${unused.join(', ')} apply to classifiers; "${name}" is a detector (threshold and max_detections apply)`);
     const { threshold, maxDetections } = parseDetectionQuery(query, DETECTOR_DEFAULT_BOXES, DETECTOR_MAX_BOXES);
     if (detector.layout.graphSpec?.()?.kind !== 'centernet') throw new HttpError(400, 'not_explainable', `per-box Grad-CAM needs a CenterNet detector; "${name}" is a ${detector.layout.kind} model`);
@@ -138,8 +143,13 @@ function parseOptions(query: ExplainQuery): ExplainOptions {
     return n;
   };
   // Bounded, so one request cannot ask for hours of work.
-  const steps = integer(query.steps, 'steps', 1, 256);
-  if (steps !== undefined) options.steps = steps;
+  if (query.steps === 'auto') {
+    options.steps = 'auto';
+    options.maxSteps = integer(query.max_steps, 'max_steps', AUTO_FIRST_STEPS, MAX_STEPS) ?? MAX_STEPS;
+  } else {
+    const steps = integer(query.steps, 'steps', 1, MAX_STEPS);
+    if (steps !== undefined) options.steps = steps;
+  }
   const smooth = integer(query.smoothgrad, 'smoothgrad', 0, 64);
   if (smooth !== undefined) options.smoothGrad = smooth;
   if (query.baseline !== undefined) {
