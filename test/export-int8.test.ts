@@ -179,6 +179,26 @@ describe('activation calibration', () => {
     expect(entropyThreshold(new Float64Array(2048).fill(1), 1)).toBe(1);
   });
 
+  it('entropy: a conv output over a plain background (one spike per channel, as on MNIST digits) keeps all but a sliver of its values', async () => {
+    // 16 channels; in each, 80 % of the positions are the channel's value on the background and the
+    // rest (the strokes) spread over the channel's range: the histogram is 16 spikes over a thin floor.
+    const spiky = (signed: boolean) => {
+      const r = new Rng(11);
+      const backgrounds = Array.from({ length: 16 }, () => (signed ? r.normal() * 2 : r.next() * 6));
+      return Float32Array.from({ length: 16 * 3000 }, (_, i) => {
+        const background = backgrounds[Math.floor(i / 3000)]!;
+        if (r.next() < 0.8) return background;
+        return signed ? r.normal() * 6 : Math.min(6, r.next() * 6);
+      });
+    };
+    const relu6 = spiky(false);
+    const bottleneck = spiky(true);
+    const ranges = await calibrateRanges(runner({ relu6, bottleneck }), ['relu6', 'bottleneck'], { method: 'entropy', percentile: 99.9 });
+    const clippedShare = (values: Float32Array, { min, max }: { min: number; max: number }) => values.filter((v) => v !== 0 && (v > max || v < min)).length / values.filter((v) => v !== 0).length;
+    expect(clippedShare(relu6, ranges.get('relu6')!)).toBeLessThanOrEqual(0.001);
+    expect(clippedShare(bottleneck, ranges.get('bottleneck')!)).toBeLessThanOrEqual(0.001);
+  });
+
   it('uint8 parameters keep 0 exact and cover the range', () => {
     for (const range of [{ min: -3, max: 5 }, { min: 0, max: 6 }, { min: 0.5, max: 2 }, { min: -4, max: -1 }]) {
       const { scale, zeroPoint } = uint8Quantization(range);
