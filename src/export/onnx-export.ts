@@ -37,6 +37,7 @@ import { ExportedModel, type PreparedInput } from './exported-model.js';
 import { HeadGraphBuilder, MIN_EXPORT_OPSET } from './head-graph.js';
 import { quantizeEmbeddings, quantizeWeights, type QuantizationReport } from './quantize.js';
 import { calibrateRanges, checkCalibration, DEFAULT_CALIBRATION, type CalibrationSettings } from './calibrate.js';
+import { HEAD_REFIT_COUNT, logitsGemm, refitHeadToInt8 } from './head-refit.js';
 import { applyQuantization, equalizationPairs, equalizeChannels, planQuantization } from './quantize-static.js';
 
 const { onnx } = onnxProto;
@@ -62,6 +63,13 @@ export interface CalibrationOptions extends Partial<CalibrationSettings> {
   data?: string;
   /** How many inputs, drawn with a fixed seed; default 48. */
   count?: number;
+  /**
+   * Refit the head's last linear map to the int8 features (head-refit.ts), on up to 256 training
+   * inputs; default true.
+   */
+  refitHead?: boolean;
+  /** Backbone nodes (by name) to leave in float, besides the export's own (pixel scaling, pooling, head). */
+  floatNodes?: string[];
 }
 
 /** A few dozen inputs pin every activation's range; more change the scales by well under a step. */
@@ -259,7 +267,8 @@ async function quantizeStatically(
   const settings: CalibrationSettings = { method: options.method ?? DEFAULT_CALIBRATION.method, percentile: options.percentile ?? DEFAULT_CALIBRATION.percentile };
   checkCalibration(settings);
   const graph = model.graph!;
-  const plan = planQuantization(graph, (node) => [prefix, ...floatPrefixes].some((p) => (node.name ?? '').startsWith(p)));
+  const floatNodes = new Set(options.floatNodes ?? []);
+  const plan = planQuantization(graph, (node) => floatNodes.has(node.name ?? '') || [prefix, ...floatPrefixes].some((p) => (node.name ?? '').startsWith(p)));
   if (plan.ops.length === 0) {
     throw usageError(
       `--quantize int8 found nothing to run on integer kernels in this ${classifier.manifest.modality} model (backbone ${classifier.backbone.reference.id}): ` +
@@ -274,13 +283,7 @@ async function quantizeStatically(
   const first = await ExportedModel.load(instrument(fp32, pairs.map((pair) => pair.tensor)));
   let equalized = 0;
   try {
-    for (const input of inputs) {
-      try {
-        prepared.push(await prepareForExport(classifier, first, input));
-      } catch {
-        // An unreadable training input calibrates nothing; the others still do.
-      }
-    }
+    prepared.push(...(await preparedInputs(classifier, first, inputs)));
     if (prepared.length === 0) throw dataError('none of the calibration inputs could be read', origin);
     if (pairs.length > 0) {
       const ranges = new Map(pairs.map((pair) => [pair.tensor, new Float64Array(pair.channels)]));
@@ -303,17 +306,37 @@ async function quantizeStatically(
   }
   const measured = plan.tensors.filter((tensor) => !plan.sameRangeAs.has(tensor));
   const float = equalized > 0 ? onnx.ModelProto.encode(model).finish() : fp32;
-  const runner = await ExportedModel.load(instrument(float, features && !measured.includes(features) ? [...measured, features] : measured));
+  const logits = options.refitHead === false ? undefined : logitsGemm(graph)?.output?.[0];
+  const extra = [features, logits].filter((name): name is string => !!name && !measured.includes(name));
+  const runner = await ExportedModel.load(instrument(float, [...measured, ...extra]));
   try {
     const ranges = await calibrateRanges({ inputs: prepared.length, run: (i, tensors) => runner.outputsFor(prepared[i]!, tensors) }, measured, settings);
     const report = applyQuantization(graph, plan, ranges, { ...settings, inputs: prepared.length });
     report.equalized = equalized;
     quantizeEmbeddings(graph, report);
     if (features) await correctFeatureBias(model, features, prepared, runner, prefix);
+    const gemm = logits ? logitsGemm(graph) : undefined;
+    if (gemm) {
+      const refitInputs = await preparedInputs(classifier, runner, await calibrationInputs(classifier, { ...options, count: Math.max(HEAD_REFIT_COUNT, options.count ?? 0) }));
+      if (await refitHeadToInt8(model, gemm, refitInputs, runner)) report.headRefit = { inputs: refitInputs.length };
+    }
     return report;
   } finally {
     await runner.release();
   }
+}
+
+/** The inputs as the file takes them; an unreadable training input calibrates nothing, the others still do. */
+async function preparedInputs(classifier: Classifier, model: ExportedModel, inputs: (Uint8Array | string)[]): Promise<PreparedInput[]> {
+  const prepared: PreparedInput[] = [];
+  for (const input of inputs) {
+    try {
+      prepared.push(await prepareForExport(classifier, model, input));
+    } catch {
+      // Unreadable or undecodable: left out.
+    }
+  }
+  return prepared;
 }
 
 /** A model's bytes with `tensors` added as float outputs, so a session can fetch them. */
