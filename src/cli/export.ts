@@ -91,7 +91,8 @@ export function exportCommand(): Command {
                   `  int8    ${result.quantization.tensors} weight tensors, ${megabytes(result.quantization.floatBytes)} → ${megabytes(result.quantization.int8Bytes)}` +
                     (result.quantization.calibration
                       ? `; ${result.quantization.activations} activations, ${result.quantization.calibration.method} calibration on ${result.quantization.calibration.inputs} training ${classifier.adapter.noun}`
-                      : ''),
+                      : '') +
+                    (result.quantization.headRefit ? `; head refitted to the int8 features on ${result.quantization.headRefit.inputs}` : ''),
                 ]
               : []),
             ...(evaluation

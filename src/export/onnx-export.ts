@@ -317,7 +317,9 @@ async function quantizeStatically(
     if (features) await correctFeatureBias(model, features, prepared, runner, prefix);
     const gemm = logits ? logitsGemm(graph) : undefined;
     if (gemm) {
-      const refitInputs = await preparedInputs(classifier, runner, await calibrationInputs(classifier, { ...options, count: Math.max(HEAD_REFIT_COUNT, options.count ?? 0) }));
+      // The training data when the manifest (or `data`) names it, even if explicit calibration inputs were given: 48 are too few to refit a head on.
+      const known = options.data !== undefined || typeof (classifier.manifest.training?.data as { origin?: unknown } | undefined)?.origin === 'string';
+      const refitInputs = await preparedInputs(classifier, runner, await calibrationInputs(classifier, { ...options, ...(known ? { inputs: undefined } : {}), count: Math.max(HEAD_REFIT_COUNT, options.count ?? 0) }));
       if (await refitHeadToInt8(model, gemm, refitInputs, runner)) report.headRefit = { inputs: refitInputs.length };
     }
     return report;
