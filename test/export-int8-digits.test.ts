@@ -15,10 +15,10 @@ import type { LabelledItem } from '../src/data/dataset.js';
 import { tempDir } from './helpers/images.js';
 
 describe('head refit', () => {
-  it('matches scikit-learn Ridge fitting the change to the map (tools/head-refit-reference.py)', async () => {
+  it('matches scikit-learn Ridge fitting the change to the map, and its leave-one-out error (tools/head-refit-reference.py)', async () => {
     const reference = JSON.parse(await readFile(join(import.meta.dirname, 'fixtures/export/head-refit.json'), 'utf8'));
     const { rows, cols } = reference;
-    const refitted = refitLinearMap(
+    const { map: refitted, looError, error } = refitLinearMap(
       { weight: Float32Array.from(reference.weight), bias: Float32Array.from(reference.bias), rows, cols },
       reference.inputs.map((row: number[]) => Float32Array.from(row)),
       reference.targets.map((row: number[]) => Float32Array.from(row)),
@@ -26,6 +26,10 @@ describe('head refit', () => {
     refitted.weight.forEach((w, i) => expect(w).toBeCloseTo(reference.refittedWeight[i], 4));
     refitted.bias.forEach((b, i) => expect(b).toBeCloseTo(reference.refittedBias[i], 4));
     expect(Math.max(...refitted.weight.map((w, i) => Math.abs(w - reference.weight[i])))).toBeGreaterThan(0.01);
+    // The closed-form leave-one-out error equals n refits' (what decides whether the refit is kept).
+    expect(looError).toBeCloseTo(reference.looError, 4);
+    expect(error).toBeCloseTo(reference.error, 4);
+    expect(looError).toBeLessThan(error);
   });
 });
 
@@ -46,7 +50,7 @@ describe('static int8 on MNIST digits (MobileNetV2 α=1.0)', () => {
 
   it('loses at most 1 point of accuracy on the 200 validation digits (head refitted on the training digits)', async () => {
     const int8 = await exportClassifier(classifier, { quantize: 'int8' });
-    expect(int8.quantization?.headRefit).toEqual({ inputs: 200 });
+    expect(int8.quantization?.headRefit).toMatchObject({ inputs: 200, kept: true });
     const comparison = await compareOnLabelled(classifier, int8.onnx, items);
     expect(comparison.inputs).toBe(200);
     // Measured 0.835 → 0.830, same top-1 on 89.5 %; without the refit 0.765 and 83 %.

@@ -2,7 +2,8 @@
 
 The refit is ridge regression of the residuals (targets minus the trained map's outputs) on the
 inputs, with an intercept, alpha = 0.3 x the mean squared norm of the centred inputs. Writes
-test/fixtures/export/head-refit.json: inputs, targets, the trained map, and the refitted map.
+test/fixtures/export/head-refit.json: inputs, targets, the trained map, the refitted map, and the
+leave-one-out error of the refit (n refits) beside the trained map's error.
 
     /work/pyenv/bin/python tools/head-refit-reference.py
 """
@@ -23,7 +24,15 @@ residuals = targets - (xd @ weight.T.astype(np.float64) + bias)
 centred = xd - xd.mean(0)
 alpha = 0.3 * (centred**2).sum() / n
 ridge = Ridge(alpha=alpha, fit_intercept=True, solver="cholesky").fit(xd, residuals)
+# Leave-one-out by brute force (n refits, the same alpha), and the trained map's own error.
+loo = []
+for i in range(n):
+    keep = np.arange(n) != i
+    fit = Ridge(alpha=alpha, fit_intercept=True, solver="cholesky").fit(xd[keep], residuals[keep])
+    loo.append(residuals[i] - fit.predict(xd[i : i + 1])[0])
 out = {
+    "looError": float((np.array(loo) ** 2).mean()),
+    "error": float((residuals**2).mean()),
     "source": "tools/head-refit-reference.py (scikit-learn Ridge)",
     "rows": rows, "cols": cols,
     "inputs": x.tolist(), "targets": targets.tolist(),

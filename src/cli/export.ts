@@ -92,7 +92,11 @@ export function exportCommand(): Command {
                     (result.quantization.calibration
                       ? `; ${result.quantization.activations} activations, ${result.quantization.calibration.method} calibration on ${result.quantization.calibration.inputs} training ${classifier.adapter.noun}`
                       : '') +
-                    (result.quantization.headRefit ? `; head refitted to the int8 features on ${result.quantization.headRefit.inputs}` : ''),
+                    (result.quantization.headRefit
+                      ? result.quantization.headRefit.kept
+                        ? `; head refitted to the int8 features on ${result.quantization.headRefit.inputs}`
+                        : `; head refit not kept (predicts no better on held-out ${classifier.adapter.noun})`
+                      : ''),
                 ]
               : []),
             ...(evaluation

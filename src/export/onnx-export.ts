@@ -320,7 +320,8 @@ async function quantizeStatically(
       // The training data when the manifest (or `data`) names it, even if explicit calibration inputs were given: 48 are too few to refit a head on.
       const known = options.data !== undefined || typeof (classifier.manifest.training?.data as { origin?: unknown } | undefined)?.origin === 'string';
       const refitInputs = await preparedInputs(classifier, runner, await calibrationInputs(classifier, { ...options, ...(known ? { inputs: undefined } : {}), count: Math.max(HEAD_REFIT_COUNT, options.count ?? 0) }));
-      if (await refitHeadToInt8(model, gemm, refitInputs, runner)) report.headRefit = { inputs: refitInputs.length };
+      const refit = await refitHeadToInt8(model, gemm, refitInputs, runner);
+      if (refit) report.headRefit = refit;
     }
     return report;
   } finally {

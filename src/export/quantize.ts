@@ -35,8 +35,8 @@ export interface QuantizationReport {
   calibration?: { method: string; percentile: number; inputs: number };
   /** Convolution pairs whose channels were equalised before calibrating. */
   equalized?: number;
-  /** Static int8: the head's last linear map refitted to the int8 features on this many training inputs. */
-  headRefit?: { inputs: number };
+  /** Static int8: the head's last linear map refitted to the int8 features (head-refit.ts), kept or not. */
+  headRefit?: { inputs: number; kept: boolean; looError: number; error: number };
 }
 
 export const INT8_WEIGHTS_SCHEME = 'int8 weights, per-output-channel symmetric scales, DequantizeLinear (activations stay float32); embedding tables per row, dequantised after the Gather';
