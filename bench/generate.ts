@@ -5,7 +5,7 @@
  *   (a step's wall time minus onnxruntime's run); one LoRA step and one full fine-tuning step at 8 × 128 tokens
  *   against PyTorch (+ PEFT), same threads, PyTorch with the allocator settings the other benches use;
  * - gpt2-tiny-news fine-tuned on the Debian fortunes (files as its README lists, 90 % / 10 % by position) with
- *   headstart's defaults: full, LoRA (rank 8) and from scratch, against the README's PyTorch reference
+ *   headstart's defaults: full, LoRA (rank 16, the other LoRA settings default) and from scratch, against the README's PyTorch reference
  *   (1,834 → 101 in 2.5 minutes; scratch 187).
  * `--evaluation-only`: just the held-out evaluation's cost (per-token loss in the graph vs logits to JavaScript).
  * Nothing is asserted; the numbers are printed with their targets.
@@ -175,7 +175,7 @@ async function fortunes(dir: string): Promise<void> {
   await writeFile(corpus, text);
   const runs = [
     { label: 'full fine-tuning', options: {} },
-    { label: 'LoRA rank 8', options: { lora: { rank: 8 } } },
+    { label: 'LoRA rank 16', options: { lora: { rank: 16 } } },
     { label: 'from scratch (same architecture, random init, lr 1e-3)', options: { fromScratch: true, learningRate: 1e-3 } },
   ];
   const results: Record<string, number> = {};
@@ -184,7 +184,7 @@ async function fortunes(dir: string): Promise<void> {
     results[run.label] = result.perplexity;
     line(`${run.label}: held-out perplexity before → after`, `${result.perplexityBefore.toFixed(0)} → ${result.perplexity.toFixed(1)}`, `${result.steps} steps of 8 × 128 in ${(result.seconds / 60).toFixed(1)} min${result.stoppedEarly ? ' (stopped early)' : ''}`);
     if (run.label === 'full fine-tuning') line('  PyTorch reference (README): 1,834 → 101 in 2.5 min', `${(result.perplexity / 101).toFixed(2)}× ppl`, `${(result.seconds / 150).toFixed(2)}× time (targets ≤ 1.15×, ≤ 2×)`);
-    if (run.label === 'LoRA rank 8') line('  LoRA against full fine-tuning', `${(result.perplexity / results['full fine-tuning']! - 1) * 100 > 0 ? '+' : ''}${((result.perplexity / results['full fine-tuning']! - 1) * 100).toFixed(1)} %`, 'target within 10 %');
+    if (run.label === 'LoRA rank 16') line('  LoRA against full fine-tuning', `${(result.perplexity / results['full fine-tuning']! - 1) * 100 > 0 ? '+' : ''}${((result.perplexity / results['full fine-tuning']! - 1) * 100).toFixed(1)} %`, 'target within 10 %');
     if (run.label.startsWith('from scratch')) line('  PyTorch from scratch (README)', '187', 'same budget');
   }
 }

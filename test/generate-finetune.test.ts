@@ -141,16 +141,21 @@ describe('headstart train --task generate', () => {
     const lines = readFileSync(new URL('../../shared/data/text/sst2/train.tsv', import.meta.url), 'utf8').split('\n').slice(1, 1500);
     await writeFile(texts, lines.map((l) => l.split('\t')[0]).join('\n\n'));
     const out = join(dir, 'lora-model');
-    const run = await runCli(['train', texts, '--task', 'generate', '--backbone', MODEL, '--lora', '8', '--max-steps', '12', '--block-length', '64', '--out', out, '--json', '-q']);
+    const run = await runCli(['train', texts, '--task', 'generate', '--backbone', MODEL, '--lora', '8', '--lr', '5e-4', '--patience', '12', '--max-steps', '12', '--block-length', '64', '--out', out, '--json', '-q']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
     const metrics = JSON.parse(await readFile(join(out, 'metrics.json'), 'utf8'));
     expect(metrics.perplexity).toBeLessThan(metrics.perplexityBefore);
     const config = JSON.parse(await readFile(join(out, 'adapter_config.json'), 'utf8'));
-    expect(config).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 8, target_modules: ['c_attn'], fan_in_fan_out: true });
+    // --lr 5e-4 (and no early stop): the base model was pre-trained on this text, and 12 steps at the default 2e-3 on the
+    // embedding it trains in full overshoot (perplexity 84.0 → 85.8). Defaults: alpha 2 × rank; the tied embedding and ln_f trained in full, saved as PEFT's modules_to_save.
+    expect(config).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 16, target_modules: ['c_attn', 'c_proj', 'c_fc'], fan_in_fan_out: true, modules_to_save: ['transformer.wte', 'transformer.ln_f'], ensure_weight_tying: true });
     const adapter = decodeSafetensors(new Uint8Array(await readFile(join(out, 'adapter_model.safetensors'))), 'adapter');
-    expect(Object.keys(adapter).sort()).toEqual([0, 1, 2, 3].flatMap((i) => ['A', 'B'].map((m) => `base_model.model.transformer.h.${i}.attn.c_attn.lora_${m}.weight`)).sort());
+    const saved = ['transformer.wte.weight', 'lm_head.weight', 'transformer.ln_f.weight', 'transformer.ln_f.bias'].map((k) => `base_model.model.${k}`);
+    expect(Object.keys(adapter).sort()).toEqual([...[0, 1, 2, 3].flatMap((i) => ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'].flatMap((module) => ['A', 'B'].map((m) => `base_model.model.transformer.h.${i}.${module}.lora_${m}.weight`))), ...saved].sort());
     expect(adapter['base_model.model.transformer.h.0.attn.c_attn.lora_B.weight']!.shape).toEqual([768, 8]);
+    expect(adapter['base_model.model.lm_head.weight']!.shape).toEqual([8192, 256]);
+    expect(adapter['base_model.model.lm_head.weight']!.data).toEqual(adapter['base_model.model.transformer.wte.weight']!.data);
     // The folder is a decoder folder of its own (LoRA merged), with the base model's inputs and outputs.
     const tuned = await CausalLm.open(out, { threads: 1 });
     const [result] = await generate(tuned, ['the movie'], { maxNewTokens: 12, temperature: 0 });

@@ -13,6 +13,7 @@ export interface GenerateTrainOptions extends GlobalOptions, HubCliOptions {
   lora?: number;
   loraAlpha?: number;
   loraTargets?: string[];
+  loraModulesToSave?: string[];
   blockLength?: number;
   maxSteps?: number;
   gradAccumulation?: number;
@@ -28,8 +29,9 @@ export interface GenerateTrainOptions extends GlobalOptions, HubCliOptions {
 export function withGenerateTrainOptions(command: Command): Command {
   return command
     .option('--lora <rank>', 'generate: train LoRA adapters of this rank instead of every weight', integer('--lora', 1))
-    .option('--lora-alpha <alpha>', 'generate: LoRA scaling numerator (update × alpha/rank; default 8, as PEFT)', positiveNumber('--lora-alpha'))
+    .option('--lora-alpha <alpha>', 'generate: LoRA scaling numerator (update × alpha/rank; default 2 × rank)', positiveNumber('--lora-alpha'))
     .option('--lora-targets <modules...>', 'generate: module names LoRA adapts (default: PEFT\'s for the architecture, GPT-2: c_attn)')
+    .option('--lora-modules-to-save <modules...>', 'generate: modules LoRA also trains in full, saved in the adapter (PEFT\'s modules_to_save; GPT-2 default: lm_head ln_f, i.e. the tied embedding and the last LayerNorm; "none" for adapters only)')
     .option('--block-length <n>', 'generate: tokens per training block (default 128, at most the context)', integer('--block-length', 8))
     .option('--max-steps <n>', 'generate: stop after this many optimiser steps', integer('--max-steps', 1))
     .option('--grad-accumulation <n>', 'generate: forward passes of --batch-size blocks per optimiser step (default 1)', integer('--grad-accumulation', 1));
@@ -42,7 +44,7 @@ export async function trainGenerate(data: string, options: GenerateTrainOptions,
     out: options.out,
     valData: options.valData,
     valShare: options.valFraction,
-    lora: options.lora ? { rank: options.lora, alpha: options.loraAlpha, targetModules: options.loraTargets } : undefined,
+    lora: options.lora ? { rank: options.lora, alpha: options.loraAlpha, targetModules: options.loraTargets, modulesToSave: options.loraModulesToSave?.filter((m) => m !== 'none') } : undefined,
     blockLength: options.blockLength,
     maxSteps: options.maxSteps,
     gradAccumulation: options.gradAccumulation,

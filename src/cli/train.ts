@@ -37,6 +37,7 @@ interface TrainCommandOptions extends GlobalOptions, HubCliOptions, QueueCliOpti
   lora?: number;
   loraAlpha?: number;
   loraTargets?: string[];
+  loraModulesToSave?: string[];
   blockLength?: number;
   maxSteps?: number;
   gradAccumulation?: number;

@@ -9,7 +9,7 @@ import { silentReporter, type Reporter } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { CausalLm } from './causal-lm.js';
 import { packCorpus, readCorpus, type PackedCorpus } from './corpus.js';
-import { lmTrainingForward, type LmTrainingForward, type LoraSettings } from './lm-graph.js';
+import { lmTrainingForward, savedModuleWeights, type LmTrainingForward, type LoraSettings } from './lm-graph.js';
 import { causalLmLoss, LM_TARGETS, LM_WEIGHTS } from './lm-loss.js';
 import { generate } from './generate.js';
 import { saveLmFolder } from './lm-folder.js';
@@ -102,7 +102,9 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
     reporter.info(`${train.documents} documents: ${train.blocks} training blocks of ${blockLength} tokens, ${validation.blocks} held out; ${train.chunked} documents longer than a block were split`);
 
     const rng = new Rng(settings.seed);
-    const lora = options.lora ? { rank: options.lora.rank, alpha: options.lora.alpha ?? 8, targetModules: options.lora.targetModules ?? defaultTargets(lm.config) } : undefined;
+    const lora = options.lora
+      ? { rank: options.lora.rank, alpha: options.lora.alpha ?? 2 * options.lora.rank, targetModules: options.lora.targetModules ?? defaultTargets(lm.config), modulesToSave: options.lora.modulesToSave ?? defaultModulesToSave(lm.config) }
+      : undefined;
     const graphBytes = new Uint8Array(await readFile(lm.graphPath));
     const forward = await lmTrainingForward(graphBytes, lm.graphPath, {
       blockLength,
@@ -111,7 +113,8 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
       rng: rng.fork(),
       tieEmbeddings: lm.config.tie_word_embeddings !== false,
     });
-    const params: ParamSpec[] = lora ? forward.adapters.flatMap((a) => [{ name: a.a }, { name: a.b }]) : forward.baseWeights.map((name) => ({ name }));
+    const saved = lora ? savedModuleWeights(forward, lora.modulesToSave) : [];
+    const params: ParamSpec[] = lora ? [...forward.adapters.flatMap((a) => [{ name: a.a }, { name: a.b }]), ...saved.map((w) => ({ name: w.initializer }))] : forward.baseWeights.map((name) => ({ name }));
     const accumulate = settings.gradAccumulation ?? 1;
     if (!(Number.isInteger(accumulate) && accumulate >= 1)) throw usageError(`gradient accumulation must be an integer ≥ 1, got ${accumulate}`);
     const training = buildTrainingGraph({
@@ -204,7 +207,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
         graphBytes,
         forward,
         weights: finalWeights,
-        lora: lora ? { ...lora, dropout: 0 } : undefined,
+        lora: lora ? { ...lora, dropout: 0, saved } : undefined,
         startWeights: start,
         metrics: { perplexity, perplexityBefore, validationTokens: validation.blocks * blockLength, trainTokens: train.blocks * blockLength, steps: step, bestStep: best.step, seconds },
         training: { base: lm.reference, data, valData: options.valData ?? null, blockLength, batchSize: settings.batchSize, learningRate, weightDecay: settings.weightDecay, warmupFraction: settings.warmupFraction, clipGradNorm: settings.clipGradNorm, epochs: settings.epochs, seed: settings.seed, lora: lora ?? null, fromScratch: Boolean(options.fromScratch), chunkedDocuments: train.chunked, curve },
@@ -259,11 +262,24 @@ function definedOnly<T extends object>(options: T): Partial<T> {
   return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
-/** PEFT's default targets per architecture (its TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING). */
+/**
+ * Modules LoRA also trains in full by default. GPT-2: the tied embedding (`lm_head`, 2.1 M of
+ * gpt2-tiny-news's 5.3 M weights) and the final LayerNorm — on a new domain (news → fortunes) the
+ * adapters alone cannot move the vocabulary's vectors, and stayed 3× off full fine-tuning's
+ * perplexity (tools/lora-sweep-fortunes.py; notes/lora-close.md). PEFT saves and loads them
+ * (modules_to_save with ensure_weight_tying).
+ */
+function defaultModulesToSave(config: Record<string, any>): string[] {
+  return config.model_type === 'gpt2' && config.tie_word_embeddings !== false ? ['lm_head', 'ln_f'] : [];
+}
+
+/** Default LoRA targets per architecture: PEFT's (its TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING) but for GPT-2. */
 function defaultTargets(config: Record<string, any>): string[] {
   switch (config.model_type) {
     case 'gpt2':
-      return ['c_attn'];
+      // PEFT's default is c_attn alone; every projection (attention, its output, the MLP's two) came
+      // 8 points of perplexity closer to full fine-tuning on fortunes (tools/lora-sweep-fortunes.py).
+      return ['c_attn', 'c_proj', 'c_fc'];
     case 'gpt_neox':
       return ['query_key_value'];
     default:

@@ -7,7 +7,7 @@ import { encodeSafetensors } from '../artifacts/safetensors.js';
 import { writeDirAtomic } from '../util/atomic.js';
 import { VERSION } from '../version.js';
 import type { CausalLm } from './causal-lm.js';
-import type { LmTrainingForward, LoraAdapter, LoraSettings } from './lm-graph.js';
+import type { LmTrainingForward, LoraAdapter, LoraSettings, SavedModuleWeight } from './lm-graph.js';
 
 /** Side files of a Hugging Face decoder folder, copied from the base model. */
 const SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
@@ -24,7 +24,8 @@ export interface SaveLmFolderInput {
   weights: Map<string, Float32Array>;
   /** Random starting weights not trained away (scratch runs): written too. */
   startWeights?: Map<string, Float32Array>;
-  lora?: LoraSettings & { dropout: number };
+  /** `saved`: the modules_to_save weights (their trained values are in `weights`). */
+  lora?: LoraSettings & { dropout: number; saved?: SavedModuleWeight[] };
   metrics: { perplexity: number; perplexityBefore: number } & Record<string, unknown>;
   training: Record<string, unknown>;
 }
@@ -73,10 +74,11 @@ export async function saveLmFolder(out: string, input: SaveLmFolderInput): Promi
     await writeFile(join(dir, 'onnx/model.onnx'), model);
     if (lora) {
       await writeFile(join(dir, ADAPTER_CONFIG_FILE), `${JSON.stringify(peftConfig(lm, adapters, lora), null, 2)}\n`);
-      await writeFile(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(Object.fromEntries(adapters.flatMap((a) => [
-        [`base_model.model.${a.module}.lora_A.weight`, { shape: [lora.rank, a.inFeatures], data: weights.get(a.a)! }],
-        [`base_model.model.${a.module}.lora_B.weight`, { shape: [a.outFeatures, lora.rank], data: weights.get(a.b)! }],
-      ])), { format: 'pt' }));
+      const savedTensors = (lora.saved ?? []).flatMap((w) => w.keys.map((key) => [key, { shape: forward.graph.initializers.get(w.initializer)!.dims, data: weights.get(w.initializer)! }] as const));
+      await writeFile(join(dir, ADAPTER_WEIGHTS_FILE), encodeSafetensors(Object.fromEntries([...adapters.flatMap((a) => [
+        [`base_model.model.${a.module}.lora_A.weight`, { shape: [lora.rank, a.inFeatures], data: weights.get(a.a)! }] as const,
+        [`base_model.model.${a.module}.lora_B.weight`, { shape: [a.outFeatures, lora.rank], data: weights.get(a.b)! }] as const,
+      ]), ...savedTensors]), { format: 'pt' }));
     }
     await writeFile(join(dir, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
     await writeFile(join(dir, METRICS_FILE), `${JSON.stringify(input.metrics, null, 2)}\n`);
@@ -104,7 +106,8 @@ function merged(weight: Float32Array, adapter: LoraAdapter, weights: Map<string,
 }
 
 /** adapter_config.json as PEFT writes it for LoRA on a causal LM. */
-function peftConfig(lm: CausalLm, adapters: LoraAdapter[], lora: LoraSettings & { dropout: number }) {
+function peftConfig(lm: CausalLm, adapters: LoraAdapter[], lora: LoraSettings & { dropout: number; saved?: SavedModuleWeight[] }) {
+  const saved = [...new Set((lora.saved ?? []).map((w) => w.module))];
   return {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
@@ -117,7 +120,9 @@ function peftConfig(lm: CausalLm, adapters: LoraAdapter[], lora: LoraSettings & 
     bias: 'none',
     inference_mode: true,
     init_lora_weights: true,
-    modules_to_save: null,
+    // As PEFT writes them: module paths (a tied lm_head as the embedding it shares), weight tying kept on load.
+    modules_to_save: saved.length ? saved : null,
+    ...(saved.length ? { ensure_weight_tying: true } : {}),
     revision: null,
   };
 }

@@ -17,6 +17,8 @@ export interface LoraSettings {
   alpha: number;
   /** Module names the adapters go beside (GPT-2: `c_attn`, the fused query/key/value projection). */
   targetModules: string[];
+  /** Modules trained in full beside the adapters and saved in the adapter file (PEFT's `modules_to_save`; `lm_head` = the tied embedding). */
+  modulesToSave?: string[];
 }
 
 /** One LoRA adapter: its two matrices in PEFT's layout (A: rank × in, B: out × rank) and where it sits. */
@@ -44,6 +46,43 @@ export interface LmTrainingForward {
   adapters: LoraAdapter[];
   /** Float weights of the base model (everything full fine-tuning trains). */
   baseWeights: string[];
+}
+
+/** A base weight LoRA trains in full beside the adapters (PEFT's `modules_to_save`), with the keys PEFT saves it under. */
+export interface SavedModuleWeight {
+  /** The initializer trained. */
+  initializer: string;
+  /** adapter_model.safetensors keys holding its value (a tied embedding: `transformer.wte.weight` and `lm_head.weight`). */
+  keys: string[];
+  /** The module name adapter_config.json lists in `modules_to_save`, as PEFT writes it. */
+  module: string;
+}
+
+/**
+ * The base weights of PEFT's `modules_to_save`: `lm_head` of a tied model is the input embedding
+ * (PEFT with ensure_weight_tying trains one copy and saves it under both names, listing the
+ * embedding's module), any other name the weight and bias of the modules whose path ends with it.
+ */
+export function savedModuleWeights(forward: LmTrainingForward, modules: readonly string[]): SavedModuleWeight[] {
+  const saved: SavedModuleWeight[] = [];
+  for (const wanted of modules) {
+    if (wanted === 'lm_head') {
+      if (!forward.tied) throw usageError('modules to save: "lm_head" is supported for models whose output projection is tied to the input embedding only');
+      const module = modulePath(forward.tied.embedding);
+      saved.push({ initializer: forward.tied.embedding, keys: [`base_model.model.${module}.weight`, 'base_model.model.lm_head.weight'], module });
+      continue;
+    }
+    const matches = forward.baseWeights.filter((name) => {
+      const module = modulePath(name.replace(/\.bias$/, '.weight'));
+      return /\.(weight|bias)$/.test(name) && (module === wanted || module.endsWith(`.${wanted}`));
+    });
+    if (matches.length === 0) throw usageError(`modules to save: no weight of the model belongs to a module "${wanted}"`);
+    for (const name of matches) {
+      const module = modulePath(name.replace(/\.bias$/, '.weight'));
+      saved.push({ initializer: name, keys: [`base_model.model.${module}.${name.endsWith('.bias') ? 'bias' : 'weight'}`], module });
+    }
+  }
+  return saved.filter((item, i) => saved.findIndex((other) => other.initializer === item.initializer) === i);
 }
 
 /** PEFT's module path of an initializer: the exporter's wrapper prefix (`m.`) and the `.weight` suffix dropped. */
