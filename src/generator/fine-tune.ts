@@ -113,6 +113,8 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
       rng: rng.fork(),
       tieEmbeddings: lm.config.tie_word_embeddings !== false,
     });
+    // The default's lm_head means the tied embedding: a model whose export could not be re-tied keeps the rest.
+    if (lora && !options.lora?.modulesToSave && !forward.tied) lora.modulesToSave = lora.modulesToSave.filter((m) => m !== 'lm_head');
     const saved = lora ? savedModuleWeights(forward, lora.modulesToSave) : [];
     const params: ParamSpec[] = lora ? [...forward.adapters.flatMap((a) => [{ name: a.a }, { name: a.b }]), ...saved.map((w) => ({ name: w.initializer }))] : forward.baseWeights.map((name) => ({ name }));
     const accumulate = settings.gradAccumulation ?? 1;
