@@ -157,12 +157,15 @@ describe('train --queue on worker processes', () => {
   test('SIGTERM: a worker finishes the job in hand, then exits 0', async () => {
     const live = workers.filter((worker) => worker.child.exitCode === null && worker.child.signalCode === null);
     const [leaving] = live;
-    const coordinator = spawnCli(['extract', data, '-b', MOBILENET_035, '--cache-dir', join(root, 'sigterm-cache'), '--queue', redis.url, '--shard-size', '4', '--json']);
+    const coordinator = spawnCli(['extract', data, '-b', MOBILENET_035, '--cache-dir', join(root, 'sigterm-cache'), '--queue', redis.url, '--shard-size', '12', '--json']);
+    // Shards of 12 keep a job in hand long enough for the signal to land inside it.
     const job = await activeJobOf(leaving!);
     leaving!.child.kill('SIGTERM');
     expect(await leaving!.exited).toBe(0);
     const output = leaving!.output();
-    expect(output.indexOf(`done ${job}:`)).toBeGreaterThan(output.indexOf('SIGTERM: finishing the job in hand'));
+    const stopping = output.indexOf(`SIGTERM: finishing the job in hand (${job}), then stopping`);
+    expect(stopping, output).toBeGreaterThanOrEqual(0);
+    expect(output.indexOf(`done ${job}:`)).toBeGreaterThan(stopping);
     expect(await coordinator.exited, coordinator.output()).toBe(0);
   });
 });

@@ -35,7 +35,8 @@ export function workerCommand(): Command {
         const onSignal = (signal: NodeJS.Signals) => {
           if (stopping) process.exit(130);
           stopping = true;
-          reporter.info(`${signal}: finishing the job in hand, then stopping`);
+          const jobs = worker.inHand();
+          reporter.info(jobs.length ? `${signal}: finishing the job in hand (${jobs.join(', ')}), then stopping` : `${signal}: no job in hand, stopping`);
           worker.close().then(() => {
             process.off('SIGINT', onSignal);
             process.off('SIGTERM', onSignal);

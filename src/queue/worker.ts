@@ -33,6 +33,8 @@ export interface WorkerOptions {
 
 export interface RunningWorker {
   readonly id: string;
+  /** Ids of the jobs being worked on right now (what a stop will wait for). */
+  inHand(): string[];
   /** Stops taking jobs, finishes the ones in hand, and disconnects. */
   close(): Promise<void>;
 }
@@ -45,7 +47,16 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const backbones = new JobBackbones({ cacheDir: options.cacheDir, reporter, hub: options.hub });
   const lockDuration = (options.lockSeconds ?? 30) * 1000;
 
+  const inHand = new Set<string>();
   const process_ = async (job: Job<ExtractJobData, ExtractJobResult>): Promise<ExtractJobResult> => {
+    inHand.add(job.id ?? '');
+    try {
+      return await extractJob(job);
+    } finally {
+      inHand.delete(job.id ?? '');
+    }
+  };
+  const extractJob = async (job: Job<ExtractJobData, ExtractJobResult>): Promise<ExtractJobResult> => {
     const started = performance.now();
     const data = job.data;
     if (job.name !== EXTRACT_JOB || data.protocol !== JOB_PROTOCOL) {
@@ -98,6 +109,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   reporter.info(`worker ${id} waiting for jobs on queue "${worker.name}" at ${address.display} (concurrency ${options.concurrency ?? 1})`);
   return {
     id,
+    inHand: () => [...inHand],
     async close() {
       await worker.close();
       await backbones.dispose();
