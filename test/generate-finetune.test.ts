@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ort } from '../src/backbones/onnx-session.js';
 import { buildTrainingGraph } from '../src/autodiff/training-graph.js';
 import { TrainingSession } from '../src/autodiff/training-session.js';
 import { decodeSafetensors } from '../src/artifacts/safetensors.js';
@@ -99,6 +100,45 @@ describe('causal LM training graphs against PyTorch', () => {
     for (let r = 0; r < 2; r++) for (let i = 0; i + 1 < T; i++) nll -= logSoftmaxAt(logits, (r * T + i) * VOCAB, VOCAB, REF.ids[r * T + i + 1]);
     close(nll / (2 * (T - 1)), REF.lora.loss_after_step, 1);
     close(inGraph, REF.lora.loss_after_step, 1);
+  }, 60_000);
+
+  it('LoRA dropout: with the same masks, the loss and B gradients equal PEFT\'s, and evaluation does not drop', async () => {
+    const { rank, alpha } = REF.lora;
+    const { p } = REF.lora_dropout;
+    const lora = { rank, alpha, targetModules: ['c_attn'], dropout: p };
+    const forward = await lmTrainingForward(await bytes(), 'gpt2-tiny-news', { blockLength: T, vocabSize: VOCAB, rng: new Rng(0), tieEmbeddings: true, lora });
+    expect(forward.adapters.every((a) => a.dropoutInput)).toBe(true);
+    const training = buildTrainingGraph({
+      graph: forward.graph, info: forward.info, logits: forward.logits, loss: causalLmLoss(forward.logits, T, VOCAB),
+      params: forward.adapters.flatMap((a) => [{ name: a.a }, { name: a.b }]), optimizer: { kind: 'sgd', weightDecay: 0, momentum: 0 }, outputGradients: true, origin: 'gpt2-tiny-news',
+    });
+    const isA = new Set(forward.adapters.map((a) => a.a));
+    const start = (n: string) => {
+      const data = forward.graph.initializers.get(n)!.data as Float32Array;
+      return isA.has(n) ? Float32Array.from(data, (_, k) => 0.1 * Math.sin(1 + k)) : data;
+    };
+    const session = await TrainingSession.create(training, start, 'gpt2-tiny-news', 1);
+    const corpus = corpusOfRef();
+    const { batch, targets } = blockFeeds(corpus, [0, 1]);
+    // The reference's masks (tools/generate-finetune-reference.py), as noise: kept p/(1 − p), dropped −1.
+    for (const adapter of forward.adapters) {
+      const noise = Float32Array.from({ length: 2 * T * adapter.inFeatures }, (_, i) => ((7919 * i + 13) % 101 < 10 ? -1 : p / (1 - p)));
+      batch[adapter.dropoutInput!] = new ort.Tensor('float32', noise, [2, T, adapter.inFeatures]);
+    }
+    const result = await session.step(batch, targets, 0);
+    close(result.loss, REF.lora_dropout.loss, 1);
+    let differs = false;
+    for (const adapter of forward.adapters) {
+      const key = `base_model.model.${adapter.module}.lora_B.default.weight`;
+      const grad = REF.lora_dropout.B_gradients[key];
+      const mine = result.gradients!.get(adapter.b)!;
+      grad.indices.forEach((index: number, k: number) => close(mine[index]!, grad.values[k], grad.norm));
+      differs ||= Math.abs(grad.norm - REF.lora.B_gradients[key].norm) > 1e-3 * grad.norm;
+    }
+    expect(differs).toBe(true); // the masks matter: without them the gradients are the no-dropout ones
+    // Held-out loss feeds zero noise: with B still zero after an SGD step at rate 0, it is the base model's.
+    close(await validationLoss(session, corpus, 2), REF.lora.loss, 1);
+    await session.release();
   }, 60_000);
 });
 
@@ -212,6 +252,29 @@ describe('gradient accumulation', () => {
     expect(Math.abs(accumulated.perplexity / one.perplexity - 1)).toBeLessThan(1e-3);
     // The steps did move the weights (so the equality above is not of two untouched models).
     expect(Math.abs(one.perplexity / one.perplexityBefore - 1)).toBeGreaterThan(0.01);
+  }, 300_000);
+});
+
+describe('LoRA dropout', () => {
+  it('is seeded (same seed, same adapter), changes training, and is written to adapter_config.json', async () => {
+    const { fineTuneLm } = await import('../src/generator/fine-tune.js');
+    const texts = join(dir, 'dropout.txt');
+    const lines = readFileSync(new URL('../../shared/data/text/agnews/dev.tsv', import.meta.url), 'utf8').split('\n').slice(500, 600);
+    await writeFile(texts, lines.map((l) => l.split('\t')[0]).join('\n\n'));
+    const common = { maxSteps: 3, blockLength: 32, batchSize: 4, evalEvery: 100, report: false, samplePrompts: [], threads: 1, learningRate: 5e-3 };
+    const run = (name: string, dropout: number, seed = 0) => fineTuneLm(MODEL, texts, { ...common, seed, out: join(dir, name), lora: { rank: 4, targetModules: ['c_attn'], modulesToSave: [], dropout } });
+    const a = await run('dropout-a', 0.2);
+    const b = await run('dropout-b', 0.2);
+    const none = await run('dropout-none', 0);
+    expect(b.curve.map((p) => p.loss)).toEqual(a.curve.map((p) => p.loss));
+    const adapter = (name: string) => readFile(join(dir, name, 'adapter_model.safetensors'));
+    expect(Buffer.compare(await adapter('dropout-a'), await adapter('dropout-b'))).toBe(0);
+    expect(Buffer.compare(await adapter('dropout-a'), await adapter('dropout-none'))).not.toBe(0);
+    // Step 1 starts from B = 0, where dropout cannot change the loss; later steps see the dropped inputs.
+    expect(a.curve[2]!.loss).not.toBe(none.curve[2]!.loss);
+    const config = JSON.parse(await readFile(join(dir, 'dropout-a', 'adapter_config.json'), 'utf8'));
+    expect(config.lora_dropout).toBe(0.2);
+    await expect(run('dropout-bad', 1)).rejects.toThrow(/LoRA dropout must be in \[0, 1\), got 1/);
   }, 300_000);
 });
 

@@ -2,7 +2,9 @@
 
 A fixed batch of 2 blocks x 32 tokens; loss = transformers' causal LM loss (labels = inputs). Records, for some weights,
 the gradient's L2 norm and 24 entries at fixed flat indices (full fine-tuning; the tied embedding gets both uses),
-and for LoRA (r 4, alpha 8, c_attn, A set by formula, B zero) the gradient of every B and the B after one AdamW step.
+and for LoRA (r 4, alpha 8, c_attn, A set by formula, B zero) the gradient of every B and the B after one AdamW step;
+then the same LoRA with lora_dropout 0.1 and its random masks replaced by a formula (element i of the adapter's input
+[B, T, in], row-major, dropped when (7919 i + 13) mod 101 < 10, kept ones scaled by 1/0.9): the loss and B's gradients.
 Run: /work/pyenv/bin/python tools/generate-finetune-reference.py > test/fixtures/generate/finetune-reference.json
 """
 import json, math, sys
@@ -60,4 +62,31 @@ with torch.no_grad():
     loss1 = peft_model(input_ids=x, labels=x).loss.item()
 lora = {"rank": RANK, "alpha": ALPHA, "lr": 1e-3, "weight_decay": 0.01, "A": "0.1*sin(1 + k), k the row-major flat index",
         "loss": loss0.item(), "loss_after_step": loss1, "B_gradients": grads, "B_after_step": after}
-json.dump({"made_by": "tools/generate-finetune-reference.py (torch + transformers + peft)", "block_length": T, "ids": ids, "full": full, "lora": lora}, sys.stdout, indent=1)
+
+P = 0.1
+class FormulaDropout(torch.nn.Module):
+    def forward(self, x):
+        i = torch.arange(x.numel(), dtype=torch.int64).view(x.shape)
+        keep = ((7919 * i + 13) % 101 >= 10).to(x.dtype)
+        return x * keep / (1 - P)
+
+base = AutoModelForCausalLM.from_pretrained(MODEL).float()
+dropped = get_peft_model(base, LoraConfig(r=RANK, lora_alpha=ALPHA, lora_dropout=P, target_modules=["c_attn"], fan_in_fan_out=True, task_type="CAUSAL_LM"))
+with torch.no_grad():
+    for name, p in dropped.named_parameters():
+        if "lora_A" in name:
+            r, n_in = p.shape
+            k = torch.arange(r * n_in, dtype=torch.float64).view(r, n_in)
+            p.copy_((0.1 * torch.sin(1 + k)).float())
+replaced = 0
+for module in dropped.modules():
+    if hasattr(module, "lora_dropout") and "default" in module.lora_dropout:
+        module.lora_dropout["default"] = FormulaDropout()
+        replaced += 1
+assert replaced == 4, replaced
+dropped.train()
+loss_d = dropped(input_ids=x, labels=x).loss
+loss_d.backward()
+lora_dropout = {"p": P, "mask": "element i of [B, T, in] dropped when (7919 i + 13) % 101 < 10", "loss": loss_d.item(),
+                "B_gradients": {n: sample(p.grad) for n, p in dropped.named_parameters() if "lora_B" in n}}
+json.dump({"made_by": "tools/generate-finetune-reference.py (torch + transformers + peft)", "block_length": T, "ids": ids, "full": full, "lora": lora, "lora_dropout": lora_dropout}, sys.stdout, indent=1)

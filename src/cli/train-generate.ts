@@ -14,6 +14,7 @@ export interface GenerateTrainOptions extends GlobalOptions, HubCliOptions {
   loraAlpha?: number;
   loraTargets?: string[];
   loraModulesToSave?: string[];
+  loraDropout?: number;
   blockLength?: number;
   maxSteps?: number;
   gradAccumulation?: number;
@@ -30,7 +31,8 @@ export function withGenerateTrainOptions(command: Command): Command {
   return command
     .option('--lora <rank>', 'generate: train LoRA adapters of this rank instead of every weight', integer('--lora', 1))
     .option('--lora-alpha <alpha>', 'generate: LoRA scaling numerator (update × alpha/rank; default 2 × rank)', positiveNumber('--lora-alpha'))
-    .option('--lora-targets <modules...>', 'generate: module names LoRA adapts (default: PEFT\'s for the architecture, GPT-2: c_attn)')
+    .option('--lora-targets <modules...>', 'generate: module names LoRA adapts (default: PEFT\'s for the architecture; GPT-2: c_attn c_proj c_fc, every projection)')
+    .option('--lora-dropout <p>', 'generate: PEFT\'s lora_dropout, the share of each adapter\'s input zeroed while training (default 0)', positiveNumber('--lora-dropout', true))
     .option('--lora-modules-to-save <modules...>', 'generate: modules LoRA also trains in full, saved in the adapter (PEFT\'s modules_to_save; GPT-2 default: lm_head ln_f, i.e. the tied embedding and the last LayerNorm; "none" for adapters only)')
     .option('--block-length <n>', 'generate: tokens per training block (default 128, at most the context)', integer('--block-length', 8))
     .option('--max-steps <n>', 'generate: stop after this many optimiser steps', integer('--max-steps', 1))
@@ -44,7 +46,7 @@ export async function trainGenerate(data: string, options: GenerateTrainOptions,
     out: options.out,
     valData: options.valData,
     valShare: options.valFraction,
-    lora: options.lora ? { rank: options.lora, alpha: options.loraAlpha, targetModules: options.loraTargets, modulesToSave: options.loraModulesToSave?.filter((m) => m !== 'none') } : undefined,
+    lora: options.lora ? { rank: options.lora, alpha: options.loraAlpha, targetModules: options.loraTargets, modulesToSave: options.loraModulesToSave?.filter((m) => m !== 'none'), dropout: options.loraDropout } : undefined,
     blockLength: options.blockLength,
     maxSteps: options.maxSteps,
     gradAccumulation: options.gradAccumulation,

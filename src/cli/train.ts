@@ -29,18 +29,12 @@ import {
 } from './common.js';
 import { formatSkipped, summaryOf } from './format.js';
 import { formatTextTraining } from './text-format.js';
-import { trainGenerate, withGenerateTrainOptions } from './train-generate.js';
+import { trainGenerate, withGenerateTrainOptions, type GenerateTrainOptions } from './train-generate.js';
 import { formatUnfreezeChoice } from './finetune-format.js';
 
-interface TrainCommandOptions extends GlobalOptions, HubCliOptions, QueueCliOptions {
+/** `--task generate`'s own options (LoRA, blocks, steps) come with GenerateTrainOptions. */
+interface TrainCommandOptions extends GenerateTrainOptions, QueueCliOptions {
   task?: Modality | 'generate' | 'detect';
-  lora?: number;
-  loraAlpha?: number;
-  loraTargets?: string[];
-  loraModulesToSave?: string[];
-  blockLength?: number;
-  maxSteps?: number;
-  gradAccumulation?: number;
   backbone?: string;
   head: 'linear' | 'mlp' | 'knn' | 'centroid';
   optimizer?: 'adamw' | 'lbfgs';

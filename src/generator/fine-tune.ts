@@ -9,7 +9,7 @@ import { silentReporter, type Reporter } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { CausalLm } from './causal-lm.js';
 import { packCorpus, readCorpus, type PackedCorpus } from './corpus.js';
-import { lmTrainingForward, savedModuleWeights, type LmTrainingForward, type LoraSettings } from './lm-graph.js';
+import { dropoutNoise, lmTrainingForward, savedModuleWeights, type LmTrainingForward, type LoraSettings } from './lm-graph.js';
 import { causalLmLoss, LM_TARGETS, LM_WEIGHTS } from './lm-loss.js';
 import { generate } from './generate.js';
 import { saveLmFolder } from './lm-folder.js';
@@ -84,7 +84,8 @@ const DEFAULTS = { blockLength: 128, batchSize: 8, epochs: 1, weightDecay: 0.01,
 export async function fineTuneLm(base: string, data: string, options: LmFineTuneOptions): Promise<LmFineTuneResult> {
   const reporter = options.reporter ?? silentReporter;
   const settings = { ...DEFAULTS, ...definedOnly(options) };
-  if (options.lora?.dropout) throw usageError('LoRA dropout is not supported yet (use 0)');
+  const dropout = options.lora?.dropout ?? 0;
+  if (!(dropout >= 0 && dropout < 1)) throw usageError(`LoRA dropout must be in [0, 1), got ${options.lora?.dropout}`);
   const lm = await CausalLm.open(base, { hub: options.hub, threads: options.threads, reporter });
   try {
     const blockLength = Math.min(settings.blockLength, lm.contextLength);
@@ -103,7 +104,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
 
     const rng = new Rng(settings.seed);
     const lora = options.lora
-      ? { rank: options.lora.rank, alpha: options.lora.alpha ?? 2 * options.lora.rank, targetModules: options.lora.targetModules ?? defaultTargets(lm.config), modulesToSave: options.lora.modulesToSave ?? defaultModulesToSave(lm.config) }
+      ? { rank: options.lora.rank, alpha: options.lora.alpha ?? 2 * options.lora.rank, dropout, targetModules: options.lora.targetModules ?? defaultTargets(lm.config), modulesToSave: options.lora.modulesToSave ?? defaultModulesToSave(lm.config) }
       : undefined;
     const graphBytes = new Uint8Array(await readFile(lm.graphPath));
     const forward = await lmTrainingForward(graphBytes, lm.graphPath, {
@@ -155,6 +156,9 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
       const started = performance.now();
       const task = reporter.task('fine-tuning', totalSteps, 'steps');
       const order = rng.fork();
+      // Forked after the others, so that runs without dropout draw exactly what they drew before it existed.
+      const dropoutRng = rng.fork();
+      const noise = (rows: number) => (dropout > 0 ? dropoutNoise(forward, rows, dropout, dropoutRng) : {});
       let step = 0;
       outer: for (let epoch = 0; step < totalSteps; epoch++) {
         const blocks = order.shuffle(Array.from({ length: train.blocks }, (_, i) => i));
@@ -167,7 +171,9 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
             let lossSum = 0;
             let countSum = 0;
             for (let micro = 0; micro < rows.length; micro += settings.batchSize) {
-              const { batch, targets, count } = blockFeeds(train, rows.slice(micro, micro + settings.batchSize));
+              const microRows = rows.slice(micro, micro + settings.batchSize);
+              const { batch, targets, count } = blockFeeds(train, microRows);
+              Object.assign(batch, noise(microRows.length));
               keepInputs(batch, session);
               const part = await session.step(batch, targets, 0);
               accumulator.add(part.gradients!, count);
@@ -178,6 +184,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
             result = { loss: lossSum / Math.max(countSum, 1) };
           } else {
             const { batch, targets } = blockFeeds(train, rows);
+            Object.assign(batch, noise(rows.length));
             keepInputs(batch, session);
             result = await session.step(batch, targets, rate);
           }
@@ -209,7 +216,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
         graphBytes,
         forward,
         weights: finalWeights,
-        lora: lora ? { ...lora, dropout: 0, saved } : undefined,
+        lora: lora ? { ...lora, saved } : undefined,
         startWeights: start,
         metrics: { perplexity, perplexityBefore, validationTokens: validation.blocks * blockLength, trainTokens: train.blocks * blockLength, steps: step, bestStep: best.step, seconds },
         training: { base: lm.reference, data, valData: options.valData ?? null, blockLength, batchSize: settings.batchSize, learningRate, weightDecay: settings.weightDecay, warmupFraction: settings.warmupFraction, clipGradNorm: settings.clipGradNorm, epochs: settings.epochs, seed: settings.seed, lora: lora ?? null, fromScratch: Boolean(options.fromScratch), chunkedDocuments: train.chunked, curve },
@@ -384,6 +391,17 @@ function keepInputs(batch: Record<string, ort.Tensor>, session: TrainingSession)
   for (const name of Object.keys(batch)) if (!names.has(name)) delete batch[name];
 }
 
+/** Zero noise for the LoRA dropout inputs (`lm-graph.ts` `dropoutNoise`): the evaluation graph is the training forward, and evaluates without dropout. */
+export function noDropout(session: TrainingSession, rows: number): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const input of session.graph.batchInputs) {
+    if (!input.name.startsWith('lora_dropout.')) continue;
+    const dims = input.dims.map((size) => (size < 0 ? rows : size));
+    feeds[input.name] = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+  }
+  return feeds;
+}
+
 /**
  * Mean negative log-likelihood of the held-out targets (the first `limit` blocks), with the session's
  * current weights. The evaluation graph returns each position's loss (lm-loss.ts): fetching the
@@ -399,6 +417,7 @@ export async function validationLoss(session: TrainingSession, corpus: PackedCor
     const rows = Array.from({ length: Math.min(batchSize, blocks - start) }, (_, i) => start + i);
     const { batch, targets } = blockFeeds(corpus, rows);
     keepInputs(batch, session);
+    Object.assign(batch, noDropout(session, rows.length));
     const losses = (await session.evaluateLoss(batch, targets)).get(session.graph.evaluationLossOutputs[0]!)!;
     rows.forEach((row, r) => {
       for (let i = 0; i + 1 < T; i++) {

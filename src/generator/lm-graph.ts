@@ -19,6 +19,8 @@ export interface LoraSettings {
   targetModules: string[];
   /** Modules trained in full beside the adapters and saved in the adapter file (PEFT's `modules_to_save`; `lm_head` = the tied embedding). */
   modulesToSave?: string[];
+  /** PEFT's lora_dropout: the probability that an element of the adapter's input is zeroed while training (0: none). */
+  dropout?: number;
 }
 
 /** One LoRA adapter: its two matrices in PEFT's layout (A: rank × in, B: out × rank) and where it sits. */
@@ -33,6 +35,11 @@ export interface LoraAdapter {
   outFeatures: number;
   /** The graph's Gemm multiplies x by W stored [in, out] (GPT-2's Conv1D; PEFT's fan_in_fan_out). */
   fanInFanOut: boolean;
+  /**
+   * With LoRA dropout: the graph input holding the adapter input's dropout noise, [batch, block, in],
+   * keep/(1 − p) − 1 per element (`dropoutNoise`), so that zeros — what evaluation feeds — are no dropout.
+   */
+  dropoutInput?: string;
 }
 
 export interface LmTrainingForward {
@@ -134,9 +141,10 @@ export async function lmTrainingForward(
   const baseWeights = [...graph.initializers]
     .filter(([, init]) => init.dtype === 'float32' && init.data.length >= 2)
     .map(([name]) => name);
-  const adapters = options.lora ? addLora(graph, options.lora, options.rng, origin) : [];
+  const adapters = options.lora ? addLora(graph, options.lora, options.rng, origin, blockLength) : [];
   sortTopologically(graph, origin);
   const info = await probeTensorInfo(graph, origin, (batch) => ({
+    ...Object.fromEntries(adapters.filter((a) => a.dropoutInput).map((a) => [a.dropoutInput!, new ort.Tensor('float32', new Float32Array(batch * blockLength * a.inFeatures), [batch, blockLength, a.inFeatures])])),
     input_ids: new ort.Tensor('int64', new BigInt64Array(batch * blockLength), [batch, blockLength]),
     attention_mask: new ort.Tensor('int64', new BigInt64Array(batch * blockLength).fill(1n), [batch, blockLength]),
     ...(graph.inputs.some((i) => i.name === 'position_ids')
@@ -172,12 +180,17 @@ function retie(graph: OnnxGraph): { embedding: string; copy: string } | undefine
 }
 
 /**
- * LoRA (Hu et al.) as PEFT builds it: y = x·W + b + (alpha/rank)·x·Aᵀ·Bᵀ beside each target
+ * LoRA (Hu et al.) as PEFT builds it: y = x·W + b + (alpha/rank)·dropout(x)·Aᵀ·Bᵀ beside each target
  * projection, A from kaiming-uniform(a = √5) — uniform in ±1/√in — and B zero, so training starts
- * from the base model exactly.
+ * from the base model exactly. Dropout multiplies x by (1 + noise), the noise a graph input drawn
+ * in TypeScript from the run's seed (`dropoutNoise`): ONNX's own Dropout and RandomUniform draw from
+ * onnxruntime's generator, whose state lives in the session, so runs would not be reproducible from
+ * headstart's seed, and the evaluation graph (the same forward) would drop too.
  */
-function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string): LoraAdapter[] {
+function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string, blockLength: number): LoraAdapter[] {
   if (!(Number.isInteger(lora.rank) && lora.rank >= 1)) throw usageError(`LoRA rank must be an integer ≥ 1, got ${lora.rank}`);
+  const p = lora.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) throw usageError(`LoRA dropout must be in [0, 1), got ${lora.dropout}`);
   const adapters: LoraAdapter[] = [];
   const scaling = lora.alpha / lora.rank;
   for (const node of [...graph.nodes]) {
@@ -193,7 +206,12 @@ function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string)
     const bound = 1 / Math.sqrt(inFeatures);
     const a = graph.addFloatInitializer(`${module}.lora_A.weight`, [lora.rank, inFeatures], Float32Array.from({ length: lora.rank * inFeatures }, () => rng.uniform(-bound, bound)));
     const b = graph.addFloatInitializer(`${module}.lora_B.weight`, [outFeatures, lora.rank], new Float32Array(outFeatures * lora.rank));
-    const x = node.inputs[0]!;
+    let x = node.inputs[0]!;
+    let dropoutInput: string | undefined;
+    if (p > 0) {
+      dropoutInput = graph.addInput(`lora_dropout.${module}`, [-1, blockLength, inFeatures], 'float32');
+      x = droppedOut(graph, x, dropoutInput, module);
+    }
     const original = node.outputs[0]!;
     const base = graph.uniqueName(`${original}/base`);
     node.outputs[0] = base;
@@ -210,10 +228,40 @@ function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string)
         : { name: graph.uniqueName(`${module}/lora_B/MatMul`), op: 'MatMul', inputs: [down, scaledTransposed(graph, b, scaling)], outputs: [up], attributes: {} },
       { name: graph.uniqueName(`${module}/lora/Add`), op: 'Add', inputs: [base, up], outputs: [original], attributes: {} },
     );
-    adapters.push({ weight: weightName, module, a, b, inFeatures, outFeatures, fanInFanOut: !transB });
+    adapters.push({ weight: weightName, module, a, b, inFeatures, outFeatures, fanInFanOut: !transB, ...(dropoutInput ? { dropoutInput } : {}) });
   }
   if (adapters.length === 0) throw usageError(`no projection matches the LoRA target modules ${lora.targetModules.join(', ')}`);
   return adapters;
+}
+
+/** x · (1 + noise), the noise [batch, block, in] reshaped to x's own shape (GPT-2's Gemm sees [batch·block, in]). */
+function droppedOut(graph: OnnxGraph, x: string, noise: string, module: string): string {
+  const name = (what: string) => graph.uniqueName(`${module}/lora_dropout/${what}`);
+  const [shape, shaped, keep, out] = [name('shape'), name('noise'), name('keep'), name('x')];
+  const one = graph.addFloatInitializer(`${module}/lora_dropout/one`, [], Float32Array.of(1));
+  graph.nodes.push(
+    { name: name('Shape'), op: 'Shape', inputs: [x], outputs: [shape], attributes: {} },
+    { name: name('Reshape'), op: 'Reshape', inputs: [noise, shape], outputs: [shaped], attributes: {} },
+    { name: name('Add'), op: 'Add', inputs: [shaped, one], outputs: [keep], attributes: {} },
+    { name: name('Mul'), op: 'Mul', inputs: [x, keep], outputs: [out], attributes: {} },
+  );
+  return out;
+}
+
+/**
+ * Dropout noise for every adapter with a dropout input, for `rows` blocks: each element −1 (dropped,
+ * probability p) or p/(1 − p) (kept, scaled by 1/(1 − p) as torch's Dropout does), from `rng`.
+ */
+export function dropoutNoise(forward: LmTrainingForward, rows: number, p: number, rng: Rng): Record<string, ort.Tensor> {
+  const feeds: Record<string, ort.Tensor> = {};
+  const kept = p / (1 - p);
+  for (const adapter of forward.adapters) {
+    if (!adapter.dropoutInput) continue;
+    const noise = new Float32Array(rows * forward.blockLength * adapter.inFeatures);
+    for (let i = 0; i < noise.length; i++) noise[i] = rng.next() < p ? -1 : kept;
+    feeds[adapter.dropoutInput] = new ort.Tensor('float32', noise, [rows, forward.blockLength, adapter.inFeatures]);
+  }
+  return feeds;
 }
 
 function transposed(graph: OnnxGraph, tensor: string): string {
