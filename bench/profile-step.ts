@@ -2,7 +2,9 @@
  * Where a training step's time goes: runs the fine-tuning bench's step graph (bench/finetune.ts
  * `fixtureStep`) with onnxruntime's profiler and prints the kernel time per operator type (after
  * onnxruntime's own graph rewrites, so fused and NCHWc kernels show under their own names) and the
- * slowest nodes. Usage: npx tsx bench/profile-step.ts <mobilenet-v2-random|resnet-18-random> <top2|all> [steps]
+ * slowest nodes. Usage: npx tsx bench/profile-step.ts <mobilenet-v2-random|resnet-18-random> <top2|all> [steps];
+ * `npx tsx bench/profile-step.ts gpt2-124m <full|lora> [steps]` profiles bench/generate.ts's GPT-2 124M step
+ * (random weights from tools/make-gpt2-124m.py, 8 × 128 tokens).
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -11,6 +13,27 @@ import { mkdtemp } from 'node:fs/promises';
 import { ort } from '../src/backbones/onnx-session.js';
 import { nchwcBlockSize } from '../src/autodiff/nchwc.js';
 import { fixtureStep, type Scope } from './finetune.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { buildTrainingGraph } from '../src/autodiff/training-graph.js';
+import { blockFeeds } from '../src/generator/fine-tune.js';
+import { lmTrainingForward } from '../src/generator/lm-graph.js';
+import { causalLmLoss } from '../src/generator/lm-loss.js';
+import { Rng } from '../src/util/rng.js';
+
+/** bench/generate.ts's training step on a random GPT-2 124M (full or LoRA r 8 on c_attn), in the shape fixtureStep returns. */
+async function lmStep(scope: 'full' | 'lora') {
+  const dir = join(tmpdir(), 'headstart-profile-gpt2-124m');
+  const made = spawnSync('/work/pyenv/bin/python', [fileURLToPath(new URL('../tools/make-gpt2-124m.py', import.meta.url)), dir], { stdio: 'inherit' });
+  if (made.status !== 0) throw new Error('tools/make-gpt2-124m.py failed');
+  const forward = await lmTrainingForward(new Uint8Array(await readFile(join(dir, 'onnx/model.onnx'))), dir, { blockLength: 128, vocabSize: 50257, rng: new Rng(1), tieEmbeddings: true, lora: scope === 'lora' ? { rank: 8, alpha: 8, targetModules: ['c_attn'] } : undefined });
+  const params = scope === 'lora' ? forward.adapters.flatMap((a) => [{ name: a.a }, { name: a.b }]) : forward.baseWeights.map((name) => ({ name }));
+  const training = buildTrainingGraph({ graph: forward.graph, info: forward.info, logits: forward.logits, loss: causalLmLoss(forward.logits, 128, 50257), params, optimizer: { kind: 'adamw', weightDecay: 0.01 }, clipGradNorm: 1, origin: dir });
+  const rng = new Rng(0);
+  const corpus = { blockLength: 128, ids: Int32Array.from({ length: 8 * 128 }, () => rng.int(50257)), targets: new Uint8Array(8 * 128).fill(1), blocks: 8, tokens: 1024, documents: 1, chunked: 0 };
+  const { batch, targets } = blockFeeds(corpus, [0, 1, 2, 3, 4, 5, 6, 7]);
+  return { training, batch, targets: targets as ort.Tensor | Record<string, ort.Tensor>, weight: (n: string) => forward.graph.initializers.get(n)!.data as Float32Array };
+}
 
 interface ProfileEvent {
   cat: string;
@@ -21,7 +44,7 @@ interface ProfileEvent {
 
 const [model = 'mobilenet-v2-random', scope = 'top2', stepsArg = '5'] = process.argv.slice(2);
 const steps = Number(stepsArg);
-const { training, batch, targets, weight } = await fixtureStep(model, await nchwcBlockSize(), scope as Scope);
+const { training, batch, targets, weight } = model === 'gpt2-124m' ? await lmStep(scope as 'full' | 'lora') : await fixtureStep(model, await nchwcBlockSize(), scope as Scope);
 const dir = await mkdtemp(join(tmpdir(), 'headstart-profile-'));
 const session = await ort.InferenceSession.create(training.step, {
   intraOpNumThreads: availableParallelism(),
@@ -34,7 +57,7 @@ const session = await ort.InferenceSession.create(training.step, {
 });
 const feeds: Record<string, ort.Tensor> = {
   ...batch,
-  [training.targets]: targets,
+  ...(targets instanceof ort.Tensor ? { [training.targets]: targets } : (targets as Record<string, ort.Tensor>)),
   [training.learningRate]: new ort.Tensor('float32', Float32Array.of(1e-4), []),
   [training.stepNumber]: new ort.Tensor('float32', Float32Array.of(1), []),
 };

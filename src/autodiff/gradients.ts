@@ -43,6 +43,13 @@ export interface GradientOptions {
   origin: string;
   /** Prefix of the generated tensor names. */
   prefix?: string;
+  /**
+   * The loss's gradient with respect to `tensor`, already in the graph: the backward pass starts
+   * there (the operators between `tensor` and the loss get no rules applied). A loss whose gradient
+   * has a fused closed form (softmax cross-entropy: w·(softmax − one-hot)) saves the passes its rules
+   * would make over a large tensor.
+   */
+  seed?: { tensor: string; gradient: string };
 }
 
 /** The tensors whose value depends on one of `sources` through differentiable operators, in graph order. */
@@ -65,7 +72,8 @@ export function addGradients(graph: OnnxGraph, info: TensorInfoMap, options: Gra
   const b = new GraphBuilder(graph, info, options.prefix ?? 'grad/');
   const forward = [...graph.nodes];
   const requiresGrad = dependentTensors(forward, info, wrt);
-  const reachesLoss = new Set<string>([loss]);
+  const start = options.seed?.tensor ?? loss;
+  const reachesLoss = new Set<string>([start]);
   for (let i = forward.length - 1; i >= 0; i--) {
     const node = forward[i]!;
     if (node.outputs.some((output) => reachesLoss.has(output))) for (const input of node.inputs) if (input) reachesLoss.add(input);
@@ -90,9 +98,12 @@ export function addGradients(graph: OnnxGraph, info: TensorInfoMap, options: Gra
     return total;
   };
 
-  const lossDims = info.get(loss)?.dims ?? [];
-  const one = b.constant(info.get(loss)!.dtype, lossDims.map((d) => Math.max(d, 1)), [1], 'loss_seed');
-  contribute(loss, lossDims.every((d) => d === 1) ? one : b.op('Expand', [one, b.shapeOf(loss)]));
+  if (options.seed) contribute(options.seed.tensor, options.seed.gradient);
+  else {
+    const lossDims = info.get(loss)?.dims ?? [];
+    const one = b.constant(info.get(loss)!.dtype, lossDims.map((d) => Math.max(d, 1)), [1], 'loss_seed');
+    contribute(loss, lossDims.every((d) => d === 1) ? one : b.op('Expand', [one, b.shapeOf(loss)]));
+  }
 
   for (let i = forward.length - 1; i >= 0; i--) {
     const node = forward[i]!;

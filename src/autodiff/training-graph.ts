@@ -54,7 +54,12 @@ export interface LossInput {
 export interface LossSpec {
   /** Named in the step graph's description. */
   name: string;
-  build(b: GraphBuilder): { loss: string; inputs: LossInput[] };
+  /**
+   * `seed`, optional: the loss's gradient with respect to a tensor of the forward graph (e.g. the
+   * logits), computed by the loss itself in a fused form; backpropagation then starts there instead
+   * of spelling the loss's own operators out pass by pass.
+   */
+  build(b: GraphBuilder): { loss: string; inputs: LossInput[]; seed?: { tensor: string; gradient: string } };
   /**
    * Optional: what the evaluation graph computes from the logits (its own inputs added as in
    * `build`), so that evaluation returns a small tensor (e.g. each token's loss) instead of the
@@ -201,10 +206,10 @@ export function buildTrainingGraph(spec: TrainingGraphSpec): TrainingGraph {
   info.set(learningRate, { dtype: 'float32', dims: [] });
   info.set(stepNumber, { dtype: 'float32', dims: [] });
 
-  const { loss, inputs: lossInputs } = lossSpec.build(b);
+  const { loss, inputs: lossInputs, seed } = lossSpec.build(b);
   const targets = spec.loss ? '' : lossInputs[0]!.name;
 
-  const gradients = addGradients(graph, info, { loss, wrt: spec.params.map((param) => param.name), origin });
+  const gradients = addGradients(graph, info, { loss, wrt: spec.params.map((param) => param.name), origin, ...(seed ? { seed } : {}) });
   const gradientNorm = spec.clipGradNorm !== undefined ? clipGradients(b, gradients, spec.clipGradNorm) : '';
 
   const o = b;
