@@ -175,7 +175,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
               const { batch, targets, count } = blockFeeds(train, microRows);
               Object.assign(batch, noise(microRows.length));
               keepInputs(batch, session);
-              const part = await session.step(batch, targets, 0);
+              const part = await session.step(batch, targets, 0, { logits: false });
               accumulator.add(part.gradients!, count);
               lossSum += part.loss * count;
               countSum += count;
@@ -186,7 +186,7 @@ export async function fineTuneLm(base: string, data: string, options: LmFineTune
             const { batch, targets } = blockFeeds(train, rows);
             Object.assign(batch, noise(rows.length));
             keepInputs(batch, session);
-            result = await session.step(batch, targets, rate);
+            result = await session.step(batch, targets, rate, { logits: false });
           }
           step++;
           task.tick();
