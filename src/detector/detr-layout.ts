@@ -5,7 +5,7 @@ import { createSession, ort } from '../backbones/onnx-session.js';
 import { readImageHeader, toTensor } from '../data/image-decode.js';
 import { dataError, messageOf, modelError } from '../util/errors.js';
 import type { Detection } from './coco-eval.js';
-import type { DetectorLayout, PreparedImage } from './layout.js';
+import type { DetectorGraphSpec, DetectorLayout, PreparedImage } from './layout.js';
 
 type Session = Awaited<ReturnType<typeof createSession>>;
 
@@ -30,6 +30,7 @@ export class DetrLayout implements DetectorLayout {
     readonly classes: string[],
     private readonly session: Session,
     private readonly pre: DetrPreprocessing,
+    private readonly model: string,
   ) {}
 
   static async isDetrFolder(folder: string): Promise<boolean> {
@@ -60,7 +61,7 @@ export class DetrLayout implements DetectorLayout {
       rescale: processor.do_rescale === false ? 1 : processor.rescale_factor ?? 1 / 255,
       mean: processor.do_normalize === false ? [0, 0, 0] : processor.image_mean ?? [0.485, 0.456, 0.406],
       std: processor.do_normalize === false ? [1, 1, 1] : processor.image_std ?? [0.229, 0.224, 0.225],
-    });
+    }, model);
   }
 
   async prepare(bytes: Uint8Array, source?: string): Promise<PreparedImage> {
@@ -93,30 +94,46 @@ export class DetrLayout implements DetectorLayout {
       const input = new ort.Tensor('float32', image.data, [1, 3, image.scaleY, image.scaleX]);
       const outputs = await this.session.run({ pixel_values: input }, ['logits', 'pred_boxes']);
       const logits = outputs['logits']!;
-      const boxes = outputs['pred_boxes']!.data as Float32Array;
       const [, queries, width] = logits.dims.map(Number) as [number, number, number];
       if (width - 1 !== this.classes.length) throw modelError(`logits have ${width} columns; id2label names ${this.classes.length} classes (+1 for "no object" expected)`);
-      const data = logits.data as Float32Array;
-      const found: Detection[] = [];
-      for (let q = 0; q < queries; q++) {
-        const row = data.subarray(q * width, (q + 1) * width);
-        const max = Math.max(...row);
-        let sum = 0;
-        for (const v of row) sum += Math.exp(v - max);
-        let best = 0;
-        for (let c = 1; c < width - 1; c++) if (row[c]! > row[best]!) best = c;
-        const score = Math.exp(row[best]! - max) / sum;
-        if (!(score > threshold)) continue;
-        const [cx, cy, w, h] = boxes.subarray(q * 4, q * 4 + 4) as unknown as [number, number, number, number];
-        const clamp = (v: number, limit: number) => Math.min(limit, Math.max(0, v));
-        found.push({ label: best, score, box: [clamp((cx - w / 2) * image.width, image.width), clamp((cy - h / 2) * image.height, image.height), clamp((cx + w / 2) * image.width, image.width), clamp((cy + h / 2) * image.height, image.height)] });
-      }
-      out.push(found.sort((a, b) => b.score - a.score).slice(0, maxDetections));
+      out.push(decodeDetr(logits.data as Float32Array, outputs['pred_boxes']!.data as Float32Array, queries, width - 1, image, threshold, maxDetections));
     }
     return out;
+  }
+
+  graphSpec(): DetectorGraphSpec {
+    return { kind: 'detr', model: this.model, inputName: 'pixel_values', logitsOutput: 'logits', boxesOutput: 'pred_boxes' };
   }
 
   async dispose(): Promise<void> {
     await this.session.release();
   }
+}
+
+/** A DETR box with the query that produced it: per-box Grad-CAM differentiates that query's class probability. */
+export interface QueriedDetection extends Detection {
+  query: number;
+}
+
+/**
+ * `logits` [Q, C + 1] and `pred_boxes` [Q, 4] → boxes in the image's pixels as transformers'
+ * post_process_object_detection: softmax, best real class per query, score > threshold, best first.
+ */
+export function decodeDetr(data: Float32Array, boxes: Float32Array, queries: number, classes: number, image: Omit<PreparedImage, 'data'>, threshold: number, maxDetections: number): QueriedDetection[] {
+  const width = classes + 1;
+  const found: QueriedDetection[] = [];
+  for (let q = 0; q < queries; q++) {
+    const row = data.subarray(q * width, (q + 1) * width);
+    const max = Math.max(...row);
+    let sum = 0;
+    for (const v of row) sum += Math.exp(v - max);
+    let best = 0;
+    for (let c = 1; c < width - 1; c++) if (row[c]! > row[best]!) best = c;
+    const score = Math.exp(row[best]! - max) / sum;
+    if (!(score > threshold)) continue;
+    const [cx, cy, w, h] = boxes.subarray(q * 4, q * 4 + 4) as unknown as [number, number, number, number];
+    const clamp = (v: number, limit: number) => Math.min(limit, Math.max(0, v));
+    found.push({ label: best, score, query: q, box: [clamp((cx - w / 2) * image.width, image.width), clamp((cy - h / 2) * image.height, image.height), clamp((cx + w / 2) * image.width, image.width), clamp((cy + h / 2) * image.height, image.height)] });
+  }
+  return found.sort((a, b) => b.score - a.score).slice(0, maxDetections);
 }

@@ -26,7 +26,8 @@ export interface PreparedPixels extends Omit<PreparedImage, 'data'> {
  */
 export type DetectorGraphSpec =
   | { kind: 'centernet'; model: string | Uint8Array; inputName: string; heatmapOutput: string; sidesOutput: string; inputSize: number; stride: number }
-  | { kind: 'ultralytics-yolo'; model: string | Uint8Array; inputName: string; outputName: string; inputWidth: number; inputHeight: number; nmsIou: number; nmsMax: number };
+  | { kind: 'ultralytics-yolo'; model: string | Uint8Array; inputName: string; outputName: string; inputWidth: number; inputHeight: number; nmsIou: number; nmsMax: number }
+  | { kind: 'detr'; model: string; inputName: string; logitsOutput: string; boxesOutput: string };
 
 /**
  * What differs between detector formats (CenterNet maps, Ultralytics YOLO rows, DETR queries):

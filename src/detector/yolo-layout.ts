@@ -90,41 +90,48 @@ export class YoloLayout implements DetectorLayout {
       const input = new ort.Tensor('float32', image.data, [1, 3, this.inputHeight, this.inputWidth]);
       const output = (await this.session.run({ images: input }, ['output0']))['output0']!;
       const [, rows, count] = output.dims.map(Number) as [number, number, number];
-      const classes = rows - 4;
-      if (classes !== this.classes.length) throw modelError(`output0 has ${classes} class rows but the metadata names ${this.classes.length} classes`);
-      const data = output.data as Float32Array;
-      const candidates: Detection[] = [];
-      for (let n = 0; n < count; n++) {
-        let best = -1;
-        let score = -Infinity;
-        for (let c = 0; c < classes; c++) {
-          const s = data[(4 + c) * count + n]!;
-          if (s > score) { score = s; best = c; }
-        }
-        if (!(score >= threshold)) continue;
-        const [cx, cy, w, h] = [0, 1, 2, 3].map((k) => data[k * count + n]!) as [number, number, number, number];
-        candidates.push({ label: best, score, box: [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2] });
-      }
-      const kept = suppress(candidates, NMS_IOU).slice(0, Math.min(NMS_MAX, maxDetections));
-      results.push(kept.map((d) => ({ ...d, box: unletterbox(d.box, image) })));
+      if (rows - 4 !== this.classes.length) throw modelError(`output0 has ${rows - 4} class rows but the metadata names ${this.classes.length} classes`);
+      results.push(decodeYolo(output.data as Float32Array, rows - 4, count, image, threshold, maxDetections));
     }
     return results;
   }
-
   async dispose(): Promise<void> {
     await this.session.release();
   }
 }
 
+/** A YOLO box with the anchor (column of output0) that produced it: per-box Grad-CAM differentiates that column's class score. */
+export interface AnchoredDetection extends Detection {
+  anchor: number;
+}
+
+/** output0's [4 + C, N] rows → boxes in the image's pixels: score ≥ threshold, class-aware NMS, at most min(300, maxDetections). */
+export function decodeYolo(data: Float32Array, classes: number, count: number, image: Omit<PreparedImage, 'data'>, threshold: number, maxDetections: number): AnchoredDetection[] {
+  const candidates: AnchoredDetection[] = [];
+  for (let n = 0; n < count; n++) {
+    let best = -1;
+    let score = -Infinity;
+    for (let c = 0; c < classes; c++) {
+      const s = data[(4 + c) * count + n]!;
+      if (s > score) { score = s; best = c; }
+    }
+    if (!(score >= threshold)) continue;
+    const [cx, cy, w, h] = [0, 1, 2, 3].map((k) => data[k * count + n]!) as [number, number, number, number];
+    candidates.push({ label: best, score, box: [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], anchor: n });
+  }
+  const kept = suppress(candidates, NMS_IOU).slice(0, Math.min(NMS_MAX, maxDetections));
+  return kept.map((d) => ({ ...d, box: unletterbox(d.box, image) }));
+}
+
 /** Greedy non-maximum suppression per class: best first, dropping later boxes of the class overlapping a kept one by more than `threshold` IoU. */
-export function suppress(detections: Detection[], threshold: number): Detection[] {
+export function suppress<D extends Detection>(detections: D[], threshold: number): D[] {
   const order = detections.map((d, i) => ({ d, i })).sort((a, b) => b.d.score - a.d.score || a.i - b.i).map(({ d }) => d);
-  const kept: Detection[] = [];
+  const kept: D[] = [];
   for (const d of order) if (!kept.some((k) => k.label === d.label && iou(k.box, d.box) > threshold)) kept.push(d);
   return kept;
 }
 
-function unletterbox(box: Box, image: PreparedImage): Box {
+function unletterbox(box: Box, image: Omit<PreparedImage, 'data'>): Box {
   const clamp = (v: number, limit: number) => Math.min(limit, Math.max(0, v));
   return [
     clamp((box[0] - image.padX) * image.scaleX, image.width),

@@ -59,7 +59,7 @@ export async function exportDetector(detector: Detector, options: DetectorExport
   if (!Number.isInteger(maxDetections) || maxDetections < 1) throw usageError(`--max-detections must be a positive integer; got ${maxDetections}`);
   const layout = detector.layout;
   const spec = layout.graphSpec?.();
-  if (!spec || !layout.preparePixels) throw usageError(`cannot export a ${layout.kind} detector: export covers CenterNet (builtin:centernet and models fine-tuned from it) and Ultralytics YOLO files`);
+  if (!spec || spec.kind === 'detr' || !layout.preparePixels) throw usageError(`cannot export a ${layout.kind} detector: export covers CenterNet (builtin:centernet and models fine-tuned from it) and Ultralytics YOLO files`);
   const origin = typeof spec.model === 'string' ? spec.model : detector.reference;
   const graph = await readBackboneGraph(spec.model, origin);
   const added = new OnnxGraph();

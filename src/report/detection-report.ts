@@ -86,10 +86,10 @@ export async function buildDetectionReport(detector: Detector, dataPath: string,
   const { metrics, images } = await detector.evaluateImages(items, data.classes, { scoreThreshold: threshold });
   const maxGallery = options.maxGallery ?? 200;
   const gallery = await Promise.all(items.slice(0, maxGallery).map((item, i) => galleryImage(item, images[i]!, threshold)));
-  const explainable = detector.layout.graphSpec?.()?.kind === 'centernet';
+  const explainable = Boolean(detector.layout.graphSpec);
   let explained: DetectionReportData['explained'];
   if (options.explain === false) explained = { method: 'none', reason: 'not asked for (--no-explain)' };
-  else if (!explainable && options.explain === undefined) explained = { method: 'none', reason: `per-box Grad-CAM covers CenterNet detectors; this is a ${detector.layout.kind} model` };
+  else if (!explainable && options.explain === undefined) explained = { method: 'none', reason: `per-box Grad-CAM covers CenterNet, Ultralytics YOLO and DETR detectors; this is a ${detector.layout.kind} model` };
   else explained = await explainGallery(detector, gallery, items, data.classes, threshold, typeof options.explain === 'object' ? options.explain : {}, options.reporter);
   return {
     kind: 'detection', detector: detector.reference, layout: detector.layout.kind, data: dataPath, split, classes: data.classes, threshold,

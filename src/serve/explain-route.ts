@@ -100,7 +100,7 @@ export function registerExplainRoute(app: FastifyInstance, context: ExplainRoute
     const unused = (['target', 'steps', 'max_steps', 'baseline', 'smoothgrad'] as const).filter((key) => query[key] !== undefined);
     if (unused.length > 0) throw new HttpError(400, 'bad_explain_option', `${unused.join(', ')} apply to classifiers; "${name}" is a detector (threshold and max_detections apply)`);
     const { threshold, maxDetections } = parseDetectionQuery(query, DETECTOR_DEFAULT_BOXES, DETECTOR_MAX_BOXES);
-    if (detector.layout.graphSpec?.()?.kind !== 'centernet') throw new HttpError(400, 'not_explainable', `per-box Grad-CAM needs a CenterNet detector; "${name}" is a ${detector.layout.kind} model`);
+    if (!detector.layout.graphSpec) throw new HttpError(400, 'not_explainable', `per-box Grad-CAM covers CenterNet, Ultralytics YOLO and DETR detectors; "${name}" is a ${detector.layout.kind} model`);
     const { inputs, names } = await readRequestInputs(request, 'image', context.limits);
     return async () => {
       if (!detectionExplainers.has(name)) detectionExplainers.set(name, DetectionExplainer.forDetector(detector));
