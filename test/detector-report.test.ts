@@ -72,9 +72,9 @@ describe('the detection report', () => {
     expect(fp).toBeGreaterThan(0);
     expect(missed).toBeGreaterThan(0);
     expect(data.gallery.every((g) => g.thumbnail?.startsWith('data:image/jpeg;base64,'))).toBe(true);
-    // A YOLO file has no per-box Grad-CAM yet: the page says so instead.
-    expect(data.explained).toEqual({ method: 'none', reason: expect.stringMatching(/CenterNet detectors; this is a ultralytics-yolo model/) });
-    expect(data.gallery.flatMap((g) => g.predictions).some((p) => p.gradCam)).toBe(false);
+    // A YOLO file gets per-box Grad-CAM too: one map per explained box.
+    expect(data.explained).toMatchObject({ method: 'gradcam' });
+    expect(data.gallery.flatMap((g) => g.predictions).filter((p) => p.gradCam)).toHaveLength((data.explained as { boxes: number }).boxes);
   });
 
   it.skipIf(!existsSync(CHROMIUM))('opens in headless Chromium with no requests; PR curves, per-class AP, and the gallery filters by class, false positives and misses', async () => {
