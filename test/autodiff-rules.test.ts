@@ -42,6 +42,9 @@ const CASES: Record<string, Case> = {
   Neg: f64([{ dims: [2, 3] }], node('Neg')),
   Relu: f64([{ dims: [3, 4], values: away([0], 0.05) }], node('Relu')),
   'Clip (ReLU6)': f64([{ dims: [3, 5], values: away([0, 6], 0.05) }], (g, [x]) => g.addNode('Clip', [x!, scalar(g, 'min', 0, x!), scalar(g, 'max', 6, x!)])),
+  // float32 only in onnxruntime; piecewise quadratic, so central differences with a step below the kink margin are exact up to rounding.
+  HardSigmoid: { dtype: 'float32', inputs: [{ dims: [3, 5], values: away([-3, 3], 0.05) }], build: node('HardSigmoid', { alpha: attr.float(1 / 6), beta: attr.float(0.5) }), step: 0.01, tolerance: 1e-3 },
+  HardSwish: { dtype: 'float32', inputs: [{ dims: [3, 5], values: away([-3, 3], 0.05) }], build: node('HardSwish'), step: 0.01, tolerance: 1e-3 },
   LeakyRelu: f64([{ dims: [3, 4], values: away([0], 0.05) }], node('LeakyRelu', { alpha: attr.float(0.1) })),
   Sigmoid: f64([{ dims: [2, 5] }], node('Sigmoid')),
   Tanh: f64([{ dims: [2, 5] }], node('Tanh')),

@@ -14,7 +14,7 @@ import { hashJson, sha256 } from '../util/hash.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 
 /** Bumped whenever the converter's output for the same source changes, so cached conversions are redone. */
-const CONVERTER_VERSION = 1;
+const CONVERTER_VERSION = 2;
 
 /**
  * Image backbones that install with headstart itself (from the npm package `nsfwjs`, MIT), so the

@@ -22,7 +22,7 @@ export const CENTERNET_STRIDE = 4;
 /** TF nodes the converted graph ends at: the sigmoid heatmap and the box sides (already ×16). */
 export const CENTERNET_NODES = { heatmap: 'tower_0/keypoints', sides: 'tower_0/wh' } as const;
 /** Bumped when the conversion of the same model changes. */
-const CONVERSION_VERSION = 1;
+const CONVERSION_VERSION = 2;
 
 export interface CenterNetGraph {
   /** The cached ONNX file. */

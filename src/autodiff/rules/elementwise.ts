@@ -103,6 +103,22 @@ const leakyRelu: GradientRule = (g) => {
   return [g.b.mul(g.dy()!, slope)];
 };
 
+/** HardSigmoid max(0, min(1, αx + β)): α where the line is strictly inside (0, 1), as PyTorch's hardsigmoid. */
+const hardSigmoid: GradientRule = (g) => {
+  const x = g.input(0);
+  const line = g.b.op('Add', [g.b.mul(x, g.b.scalar(g.float('alpha', 0.2), x)), g.b.scalar(g.float('beta', 0.5), x)]);
+  const inside = g.b.op('And', [g.b.op('Greater', [line, g.b.scalar(0, x)]), g.b.op('Less', [line, g.b.scalar(1, x)])]);
+  return [g.b.sameShape(g.b.op('Where', [inside, g.b.mul(g.dy()!, g.b.scalar(g.float('alpha', 0.2), x)), g.b.scalar(0, x)]), x)];
+};
+
+/** HardSwish x·relu6(x + 3)/6: 0 below −3, 1 above 3, (2x + 3)/6 between (PyTorch's hardswish). */
+const hardSwish: GradientRule = (g) => {
+  const x = g.input(0);
+  const middle = g.b.op('Add', [g.b.mul(x, g.b.scalar(1 / 3, x)), g.b.scalar(0.5, x)]);
+  const slope = g.b.op('Where', [g.b.op('Less', [x, g.b.scalar(-3, x)]), g.b.scalar(0, x), g.b.op('Where', [g.b.op('Greater', [x, g.b.scalar(3, x)]), g.b.scalar(1, x), middle])]);
+  return [g.b.mul(g.dy()!, slope)];
+};
+
 const sigmoid: GradientRule = (g) => {
   const y = g.output(0);
   return [g.b.mul(g.dy()!, g.b.mul(y, g.b.op('Sub', [g.b.scalar(1, y), y])))];
@@ -181,6 +197,8 @@ export const ELEMENTWISE_RULES: Record<string, GradientRule> = {
   Clip: clip,
   LeakyRelu: leakyRelu,
   Sigmoid: sigmoid,
+  HardSigmoid: hardSigmoid,
+  HardSwish: hardSwish,
   Tanh: tanh,
   Erf: erf,
   Dropout: dropout,

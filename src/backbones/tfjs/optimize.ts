@@ -3,6 +3,7 @@
  * BatchNorm / per-channel scale and shift / zero padding into the preceding Conv, so the model
  * onnxruntime loads is already the fused Conv(+Clip) chain it runs fastest.
  */
+import { fuseHardActivations, sinkScalarFactors } from './hard-activations.js';
 import type { GraphNode, OnnxGraph } from './onnx-graph.js';
 
 function useCounts(graph: OnnxGraph): Map<string, number> {
@@ -172,6 +173,9 @@ export function optimize(graph: OnnxGraph): void {
   foldPadIntoConv(graph);
   pruneToOutput(graph);
   foldBatchNorm(graph);
+  // Before the affine fold, which would take the `+ 3` of hard-sigmoids into their Conv's bias.
+  fuseHardActivations(graph);
   foldChannelAffine(graph);
+  sinkScalarFactors(graph);
   pruneToOutput(graph);
 }
