@@ -10,7 +10,7 @@
  * `sinkScalarFactors` then moves scalar Muls forward into the convolutions they reach through
  * linear steps (Conv(s·x) = Conv with s·W), so the factor costs nothing at run time.
  */
-import { attr, type GraphNode, type OnnxGraph } from './onnx-graph.js';
+import { attr, type Attribute, type GraphNode, type OnnxGraph } from './onnx-graph.js';
 
 interface Use {
   node: GraphNode;
@@ -111,7 +111,7 @@ function replaceNodes(graph: OnnxGraph, removed: GraphNode[], added: GraphNode[]
 }
 
 function activationNodes(graph: OnnxGraph, op: 'HardSwish' | 'HardSigmoid', x: string, factor: number, output: string): GraphNode[] {
-  const attributes = op === 'HardSigmoid' ? { alpha: attr.float(1 / 6), beta: attr.float(0.5) } : {};
+  const attributes: Record<string, Attribute> = op === 'HardSigmoid' ? { alpha: attr.float(1 / 6), beta: attr.float(0.5) } : {};
   if (factor === 1) return [{ name: output, op, inputs: [x], outputs: [output], attributes }];
   const activated = graph.uniqueName(`${output}/${op === 'HardSwish' ? 'hard_swish' : 'hard_sigmoid'}`);
   return [
