@@ -193,13 +193,13 @@ describe('training graph', () => {
     const w1 = graph.addFloatInitializer('W1', [4, 4], Float32Array.from({ length: 16 }, () => rng.normal()));
     const w2 = graph.addFloatInitializer('W2', [2, 4], Float32Array.from({ length: 8 }, () => rng.normal()));
     const hidden = graph.addNode('Gemm', [x, w1], { transB: attr.int(1) }, 'hidden');
-    const activated = graph.addNode('HardSwish', [hidden], {}, 'activated');
+    const activated = graph.addNode('Softplus', [hidden], {}, 'activated');
     const logits = graph.addNode('Gemm', [activated, w2], { transB: attr.int(1) }, 'logits');
     graph.outputs = [{ name: logits, shape: [-1, 2] }];
     const info = await probeTensorInfo(graph, 'tiny');
     const spec = { graph, info, logits, optimizer: { kind: 'adamw', weightDecay: 0 } as const, origin: 'tiny.onnx' };
     expect(() => buildTrainingGraph({ ...spec, params: [{ name: 'W1' }, { name: 'W2' }] })).toThrow(
-      /tiny\.onnx: no gradient rule for operator HardSwish \(node "activated\/HardSwish"\)/,
+      /tiny\.onnx: no gradient rule for operator Softplus \(node "activated\/Softplus"\)/,
     );
     // Frozen below the op, it is just part of the forward pass.
     expect(() => buildTrainingGraph({ ...spec, params: [{ name: 'W2' }] })).not.toThrow();
