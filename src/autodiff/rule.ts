@@ -67,10 +67,13 @@ export class RuleContext {
     return value?.kind === 'string' ? value.value : fallback;
   }
 
-  /** Values of a constant int64 input (e.g. Slice starts), or undefined when computed at run time. */
+  /**
+   * Values of a constant int64 input (e.g. Slice starts): an initializer, or a tensor computed from
+   * shapes that the probe measured as the same at every batch size; undefined when it varies.
+   */
   constantInts(tensor: string): number[] | undefined {
     const initializer = this.b.graph.initializers.get(tensor);
-    if (!initializer) return undefined;
+    if (!initializer) return this.b.info.get(tensor)?.value;
     if (initializer.dtype === 'int64') return Array.from(initializer.data, Number);
     if (initializer.dtype === 'int32') return Array.from(initializer.data);
     return undefined;

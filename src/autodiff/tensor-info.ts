@@ -16,6 +16,31 @@ export interface TensorInfo {
   dims: number[] | undefined;
   /** The sizes measured at each probe batch size (`PROBE_BATCHES`), for graph tensors. */
   probed?: number[][];
+  /**
+   * For small integer tensors computed from shapes and constants alone (`shapeDerived`): the values,
+   * when every probe measured the same ones. With the batch the only free dimension, such a tensor is
+   * a constant of the graph (RoPE's rotate_half bounds, `head_size / 2` from Shape → Gather → Div).
+   */
+  value?: number[];
+}
+
+/** Integer tensors at most this long have their values recorded by the probe. */
+const RECORDED_VALUES = 64;
+const RANDOM_OPS = new Set(['RandomUniform', 'RandomNormal', 'RandomUniformLike', 'RandomNormalLike', 'Multinomial', 'Bernoulli', 'Dropout']);
+
+/**
+ * Tensors whose values follow from the inputs' shapes and the graph's constants alone, never from
+ * input values: integer initializers, Constant and Shape / Size outputs, and what nodes compute from them.
+ */
+export function shapeDerived(graph: OnnxGraph): Set<string> {
+  const derived = new Set<string>();
+  for (const [name, initializer] of graph.initializers) if (initializer.dtype === 'int64' || initializer.dtype === 'int32') derived.add(name);
+  for (const node of graph.nodes) {
+    const fromShapes = node.op === 'Shape' || node.op === 'Size' || node.op === 'Constant'
+      || (!RANDOM_OPS.has(node.op) && node.inputs.some((i) => i !== '') && node.inputs.every((i) => i === '' || derived.has(i)));
+    if (fromShapes) for (const output of node.outputs) if (output) derived.add(output);
+  }
+  return derived;
 }
 
 export type TensorInfoMap = Map<string, TensorInfo>;
@@ -119,6 +144,8 @@ export async function probeTensorInfo(graph: OnnxGraph, origin: string, feeds: P
   probeGraph.nodes.push(...graph.nodes);
   for (const [name, initializer] of graph.initializers) probeGraph.initializers.set(name, initializer);
   const measured = graph.nodes.flatMap((node) => node.outputs.filter((output) => output !== ''));
+  const derived = shapeDerived(graph);
+  const values = new Map<string, (number[] | undefined)[]>();
   probeGraph.outputs = measured.map((name) => ({ name, shape: [], unknownShape: true, dtype: dtypes.get(name)! }));
   const bytes = encodeModel(probeGraph, 'probe', 'shape probe', { producer: 'headstart autodiff' });
   const session = await createSession(bytes, origin);
@@ -132,8 +159,12 @@ export async function probeTensorInfo(graph: OnnxGraph, origin: string, feeds: P
       const dims: Record<string, number[]> = {};
       for (const input of graph.inputs) dims[input.name] = inputFeeds[input.name]!.dims.map(Number);
       for (const name of measured) {
-        dims[name] = outputs[name]!.dims.map(Number);
-        outputs[name]!.dispose?.();
+        const output = outputs[name]!;
+        dims[name] = output.dims.map(Number);
+        if (derived.has(name) && (output.type === 'int64' || output.type === 'int32') && output.size <= RECORDED_VALUES) {
+          values.set(name, [...(values.get(name) ?? []), Array.from(output.data as BigInt64Array | Int32Array, Number)]);
+        }
+        output.dispose?.();
       }
       runs.push(dims);
     }
@@ -141,7 +172,9 @@ export async function probeTensorInfo(graph: OnnxGraph, origin: string, feeds: P
       const [first, second] = runs.map((run) => run[name]!);
       const dims = first!.map((size, axis) => (second && second[axis] !== size ? -1 : size));
       if (second && second.length !== first!.length) throw modelError(`tensor ${name} changes rank with the batch size`, origin);
-      info.set(name, { dtype: dtypes.get(name) ?? 'float32', dims, probed: runs.map((run) => run[name]!) });
+      const seen = values.get(name);
+      const same = seen?.length === runs.length && seen.every((v) => v!.length === seen[0]!.length && v!.every((x, i) => x === seen[0]![i]));
+      info.set(name, { dtype: dtypes.get(name) ?? 'float32', dims, probed: runs.map((run) => run[name]!), ...(same ? { value: seen[0] } : {}) });
     }
   } finally {
     await session.release();

@@ -98,7 +98,7 @@ function merged(weight: Float32Array, adapter: LoraAdapter, weights: Map<string,
     for (let i = 0; i < inFeatures; i++) {
       let delta = 0;
       for (let k = 0; k < r; k++) delta += b[o * r + k]! * a[k * inFeatures + i]!;
-      const at = adapter.fanInFanOut ? i * outFeatures + o : o * inFeatures + i;
+      const at = adapter.storedInOut ? i * outFeatures + o : o * inFeatures + i;
       out[at]! += scale * delta;
     }
   }

@@ -33,7 +33,9 @@ export interface LoraAdapter {
   b: string;
   inFeatures: number;
   outFeatures: number;
-  /** The graph's Gemm multiplies x by W stored [in, out] (GPT-2's Conv1D; PEFT's fan_in_fan_out). */
+  /** The graph's Gemm / MatMul multiplies x by W stored [in, out] (GPT-2's Conv1D; a Linear the exporter pre-transposed). */
+  storedInOut: boolean;
+  /** PyTorch's module keeps W as [in, out] (GPT-2's Conv1D): PEFT's fan_in_fan_out. A Linear ([out, in]) has it false. */
   fanInFanOut: boolean;
   /**
    * With LoRA dropout: the graph input holding the adapter input's dropout noise, [batch, block, in],
@@ -53,6 +55,18 @@ export interface LmTrainingForward {
   adapters: LoraAdapter[];
   /** Float weights of the base model (everything full fine-tuning trains). */
   baseWeights: string[];
+  /** The PyTorch parameter each base weight holds (`weightParameters`). */
+  parameters: Map<string, WeightParameter>;
+}
+
+/** A base weight as PyTorch names it: its state-dict key, and whether the graph stores it transposed. */
+export interface WeightParameter {
+  /** The key in transformers' state dict (`model.layers.0.self_attn.q_proj.weight`). */
+  parameter: string;
+  /** The module path PEFT uses (`model.layers.0.self_attn.q_proj`). */
+  module: string;
+  /** The graph holds the transpose of PyTorch's tensor: an nn.Linear weight ([out, in]) the exporter stored [in, out]. */
+  transposed: boolean;
 }
 
 /** A base weight LoRA trains in full beside the adapters (PEFT's `modules_to_save`), with the keys PEFT saves it under. */
@@ -75,18 +89,19 @@ export function savedModuleWeights(forward: LmTrainingForward, modules: readonly
   for (const wanted of modules) {
     if (wanted === 'lm_head') {
       if (!forward.tied) throw usageError('modules to save: "lm_head" is supported for models whose output projection is tied to the input embedding only');
-      const module = modulePath(forward.tied.embedding);
+      const module = forward.parameters.get(forward.tied.embedding)?.module ?? modulePath(forward.tied.embedding);
       saved.push({ initializer: forward.tied.embedding, keys: [`base_model.model.${module}.weight`, 'base_model.model.lm_head.weight'], module });
       continue;
     }
     const matches = forward.baseWeights.filter((name) => {
-      const module = modulePath(name.replace(/\.bias$/, '.weight'));
-      return /\.(weight|bias)$/.test(name) && (module === wanted || module.endsWith(`.${wanted}`));
+      const { parameter, module } = forward.parameters.get(name)!;
+      return /\.(weight|bias)$/.test(parameter) && (module === wanted || module.endsWith(`.${wanted}`));
     });
     if (matches.length === 0) throw usageError(`modules to save: no weight of the model belongs to a module "${wanted}"`);
     for (const name of matches) {
-      const module = modulePath(name.replace(/\.bias$/, '.weight'));
-      saved.push({ initializer: name, keys: [`base_model.model.${module}.${name.endsWith('.bias') ? 'bias' : 'weight'}`], module });
+      const { parameter, module, transposed } = forward.parameters.get(name)!;
+      if (transposed) throw usageError(`modules to save: "${wanted}" is a projection the exporter stored transposed; target it with LoRA instead`);
+      saved.push({ initializer: name, keys: [`base_model.model.${parameter}`], module });
     }
   }
   return saved.filter((item, i) => saved.findIndex((other) => other.initializer === item.initializer) === i);
@@ -95,8 +110,33 @@ export function savedModuleWeights(forward: LmTrainingForward, modules: readonly
 /** PEFT's module path of an initializer: the exporter's wrapper prefix (`m.`) and the `.weight` suffix dropped. */
 export function modulePath(initializer: string): string {
   const stripped = initializer.replace(/\.weight$/, '');
-  const at = stripped.search(/(^|\.)(transformer|model|lm_head|gpt_neox)\./);
+  const at = stripped.search(/(^|\.)(transformer|model|lm_head|gpt_neox)(\.|$)/);
   return at > 0 ? stripped.slice(at + 1) : stripped;
+}
+
+/**
+ * The PyTorch parameter behind each float initializer. Named initializers carry it (after the
+ * exporter's wrapper prefix). TorchScript's exporter stores a bias-less nn.Linear's weight
+ * pre-transposed under an anonymous name (`onnx::MatMul_699`); then the module is in the name of
+ * the MatMul that reads it (`/m/model/layers.0/self_attn/q_proj/MatMul`). Other anonymous
+ * initializers (buffers such as RoPE's inv_freq) get none.
+ */
+export function weightParameters(graph: OnnxGraph, names: readonly string[]): Map<string, WeightParameter> {
+  const readers = new Map<string, OnnxGraph['nodes'][number]>();
+  for (const node of graph.nodes) if (node.op === 'MatMul' && node.inputs[1]) readers.set(node.inputs[1], node);
+  const parameters = new Map<string, WeightParameter>();
+  for (const name of names) {
+    const reader = readers.get(name);
+    if (name.startsWith('onnx::') && reader && graph.initializers.get(name)!.dims.length === 2) {
+      const module = modulePath(reader.name.replace(/^\//, '').split('/').slice(0, -1).join('.'));
+      parameters.set(name, { parameter: `${module}.weight`, module, transposed: true });
+    } else if (!name.startsWith('onnx::')) {
+      const suffix = name.match(/\.(weight|bias)$/)?.[0] ?? '';
+      const module = modulePath(name.slice(0, name.length - suffix.length));
+      parameters.set(name, { parameter: `${module}${suffix}`, module, transposed: false });
+    }
+  }
+  return parameters;
 }
 
 /**
@@ -138,10 +178,11 @@ export async function lmTrainingForward(
   pruneToOutputs(graph);
   unshareInitializers(graph);
   const tied = options.tieEmbeddings ? retie(graph) : undefined;
-  const baseWeights = [...graph.initializers]
-    .filter(([, init]) => init.dtype === 'float32' && init.data.length >= 2)
-    .map(([name]) => name);
-  const adapters = options.lora ? addLora(graph, options.lora, options.rng, origin, blockLength) : [];
+  const floats = [...graph.initializers].filter(([, init]) => init.dtype === 'float32' && init.data.length >= 2).map(([name]) => name);
+  const parameters = weightParameters(graph, floats);
+  // Anonymous floats no MatMul reads as a weight are buffers the exporter inlined (RoPE's inv_freq), not parameters.
+  const baseWeights = floats.filter((name) => parameters.has(name));
+  const adapters = options.lora ? addLora(graph, options.lora, parameters, options.rng, origin, blockLength) : [];
   sortTopologically(graph, origin);
   const info = await probeTensorInfo(graph, origin, (batch) => ({
     ...Object.fromEntries(adapters.filter((a) => a.dropoutInput).map((a) => [a.dropoutInput!, new ort.Tensor('float32', new Float32Array(batch * blockLength * a.inFeatures), [batch, blockLength, a.inFeatures])])),
@@ -151,7 +192,7 @@ export async function lmTrainingForward(
       ? { position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: batch * blockLength }, (_, i) => BigInt(i % blockLength)), [batch, blockLength]) }
       : {}),
   }));
-  return { graph, info, logits, blockLength, vocabSize: options.vocabSize, tied, adapters, baseWeights };
+  return { graph, info, logits, blockLength, vocabSize: options.vocabSize, tied, adapters, baseWeights, parameters };
 }
 
 /**
@@ -187,7 +228,7 @@ function retie(graph: OnnxGraph): { embedding: string; copy: string } | undefine
  * onnxruntime's generator, whose state lives in the session, so runs would not be reproducible from
  * headstart's seed, and the evaluation graph (the same forward) would drop too.
  */
-function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string, blockLength: number): LoraAdapter[] {
+function addLora(graph: OnnxGraph, lora: LoraSettings, parameters: Map<string, WeightParameter>, rng: Rng, origin: string, blockLength: number): LoraAdapter[] {
   if (!(Number.isInteger(lora.rank) && lora.rank >= 1)) throw usageError(`LoRA rank must be an integer ≥ 1, got ${lora.rank}`);
   const p = lora.dropout ?? 0;
   if (!(p >= 0 && p < 1)) throw usageError(`LoRA dropout must be in [0, 1), got ${lora.dropout}`);
@@ -197,8 +238,9 @@ function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string,
     if (node.op !== 'Gemm' && node.op !== 'MatMul') continue;
     const weightName = node.inputs[1]!;
     const weight = graph.initializers.get(weightName);
-    if (!weight || weight.dims.length !== 2) continue;
-    const module = modulePath(weightName);
+    const parameter = parameters.get(weightName);
+    if (!weight || weight.dims.length !== 2 || !parameter) continue;
+    const { module } = parameter;
     if (!lora.targetModules.some((target) => module === target || module.endsWith(`.${target}`))) continue;
     const transB = node.op === 'Gemm' && node.attributes.transB?.kind === 'int' && node.attributes.transB.value === 1;
     if (node.op === 'Gemm' && node.attributes.transA?.kind === 'int' && node.attributes.transA.value === 1) throw modelError(`LoRA target ${node.name}: transposed input unsupported`, origin);
@@ -228,7 +270,8 @@ function addLora(graph: OnnxGraph, lora: LoraSettings, rng: Rng, origin: string,
         : { name: graph.uniqueName(`${module}/lora_B/MatMul`), op: 'MatMul', inputs: [down, scaledTransposed(graph, b, scaling)], outputs: [up], attributes: {} },
       { name: graph.uniqueName(`${module}/lora/Add`), op: 'Add', inputs: [base, up], outputs: [original], attributes: {} },
     );
-    adapters.push({ weight: weightName, module, a, b, inFeatures, outFeatures, fanInFanOut: !transB, ...(dropoutInput ? { dropoutInput } : {}) });
+    // A weight stored [in, out] is GPT-2's Conv1D unless the exporter transposed a Linear's.
+    adapters.push({ weight: weightName, module, a, b, inFeatures, outFeatures, storedInOut: !transB, fanInFanOut: !transB && !parameter.transposed, ...(dropoutInput ? { dropoutInput } : {}) });
   }
   if (adapters.length === 0) throw usageError(`no projection matches the LoRA target modules ${lora.targetModules.join(', ')}`);
   return adapters;
