@@ -121,6 +121,15 @@ const CASES: Record<string, Case> = {
     return g.addNode('Concat', [outputs[2]!, outputs[0]!], { axis: attr.int(1) });
   }),
   'Slice (negative bounds, axes)': f64([{ dims: [3, 5, 4] }, int64([2], [1, -3]), int64([2], [100, -1]), int64([2], [0, 1])], node('Slice')),
+  // RoPE's rotate_half as TorchScript exports it: the half of the head size computed from Shape, constant once probed.
+  'Slice (rotate_half: bounds from Shape → Gather → Div)': f64([{ dims: [2, 3, 8] }], (g, [x]) => {
+    const last = g.addNode('Gather', [g.addNode('Shape', [x!]), g.addInt64Initializer('last', [-1])], { axis: attr.int(0) });
+    const half = g.addNode('Div', [last, g.addInt64Initializer('two', [2])]);
+    const axes = g.addInt64Initializer('axes', [-1]);
+    const first = g.addNode('Slice', [x!, g.addInt64Initializer('zero', [0]), half, axes]);
+    const second = g.addNode('Slice', [x!, half, g.addInt64Initializer('end', [2 ** 31 - 1]), axes]);
+    return g.addNode('Concat', [g.addNode('Neg', [second]), first], { axis: attr.int(-1) });
+  }),
   'Pad (constant, [1,0,0,2] on two axes)': f64([{ dims: [2, 3, 4] }, int64([6], [0, 1, 0, 0, 0, 2])], node('Pad')),
   'Gather (axis 0: embedding with repeated and negative ids)': f64([{ dims: [5, 3] }, int64([2, 3], [0, 2, 2, 4, -1, 1])], node('Gather')),
   'Gather (axis 1, scalar index: the class token)': f64([{ dims: [2, 4, 3] }, int64([], [0])], node('Gather', { axis: attr.int(1) })),
