@@ -12,12 +12,33 @@ export interface DetectorInput {
 }
 
 /**
- * Stretches the image to the detector's square input, as CenterNet was trained (no letterbox), after
- * applying EXIF orientation — the same decoding `prepareImage` does, so boxes and pixels agree.
+ * Where the stretched image goes in an augmented view (detector fine-tuning's random scale and crop):
+ * stretched to `side`×`side` instead of the input size, its top-left corner at (`left`, `top`) of the
+ * input (negative: that much is cut off), the uncovered rest filled with `PLACEMENT_PAD`. A point
+ * (x, y) of the stretched-to-input image lands at (x·side/size + left, y·side/size + top).
  */
-export async function prepareDetectorInput(bytes: Uint8Array, size: number, source?: string): Promise<DetectorInput> {
+export interface InputPlacement {
+  side: number;
+  left: number;
+  top: number;
+}
+
+/** The grey of the uncovered input: the letterbox padding of YOLO inputs (Ultralytics' 114). */
+export const PLACEMENT_PAD = 114;
+
+/**
+ * Stretches the image to the detector's square input, as CenterNet was trained (no letterbox), after
+ * applying EXIF orientation — the same decoding `prepareImage` does, so boxes and pixels agree. With a
+ * `placement`, the same decoding stretches to its side and the result is pasted at its offset, so an
+ * augmented view differs from the plain input by that placement alone.
+ */
+export async function prepareDetectorInput(bytes: Uint8Array, size: number, source?: string, placement?: InputPlacement): Promise<DetectorInput> {
+  const side = placement?.side ?? size;
+  if (!(Number.isSafeInteger(side) && side > 0 && Number.isSafeInteger(placement?.left ?? 0) && Number.isSafeInteger(placement?.top ?? 0))) {
+    throw new Error(`a placement takes whole pixels and a positive side, got ${JSON.stringify(placement)}`);
+  }
   const preprocessing: ImagePreprocessing = {
-    kind: 'image', width: size, height: size, resize: 'stretch', interpolation: 'bilinear', rescale: 1, mean: [0, 0, 0], std: [1, 1, 1], layout: 'NHWC',
+    kind: 'image', width: side, height: side, resize: 'stretch', interpolation: 'bilinear', rescale: 1, mean: [0, 0, 0], std: [1, 1, 1], layout: 'NHWC',
   };
   let header;
   try {
@@ -25,7 +46,21 @@ export async function prepareDetectorInput(bytes: Uint8Array, size: number, sour
   } catch (error) {
     throw dataError(`cannot decode image: ${messageOf(error)}`, source, error);
   }
-  const pixels = await prepareImagePixels(bytes, preprocessing, source);
+  const stretched = await prepareImagePixels(bytes, preprocessing, source);
+  const pixels = placement ? place(stretched, side, placement.left, placement.top, size) : stretched;
   const turned = header.orientation >= 5;
   return { pixels, width: turned ? header.height : header.width, height: turned ? header.width : header.height };
+}
+
+/** `side`×`side` HWC pixels pasted at (left, top) of a `size`×`size` canvas of `PLACEMENT_PAD`, clipped to it. */
+function place(pixels: Uint8Array, side: number, left: number, top: number, size: number): Uint8Array {
+  const out = new Uint8Array(size * size * 3).fill(PLACEMENT_PAD);
+  const x0 = Math.max(0, left);
+  const x1 = Math.min(size, left + side);
+  if (x1 <= x0) return out;
+  for (let y = Math.max(0, top); y < Math.min(size, top + side); y++) {
+    const from = ((y - top) * side + (x0 - left)) * 3;
+    out.set(pixels.subarray(from, from + (x1 - x0) * 3), (y * size + x0) * 3);
+  }
+  return out;
 }

@@ -4,8 +4,9 @@
  * after the stride-4 map; `unfreeze: N` adds the body's top N blocks, `blocks.ts`), the frozen prefix
  * runs once per image and view through `extractFeatures` with the on-disk feature cache, and each step
  * is one ONNX graph (forward, CenterNet's focal + L1 loss, gradients, AdamW) from `src/autodiff`.
- * Augmented views (horizontal flip with boxes mirrored, colour jitter) are cached views like the
- * classifier's; each epoch reads one view per image. The epoch with the best validation mAP50
+ * Augmented views (`detector-views.ts`: random scale and crop with boxes clipped, horizontal flip
+ * with boxes mirrored, colour jitter) are cached views like the classifier's; each epoch reads one
+ * view per image. The epoch with the best validation mAP50
  * (`coco-eval.ts`) is kept; `patience` stops early.
  *
  * Rows are read back from the cache batch by batch rather than held in memory: the frontier is
@@ -22,20 +23,19 @@ import { buildTrainingGraph } from '../autodiff/training-graph.js';
 import { TrainingSession } from '../autodiff/training-session.js';
 import { elementCount } from '../autodiff/graph-utils.js';
 import { FeatureCache } from '../features/cache.js';
-import { extractFeatures, seedOf } from '../features/extract.js';
+import { extractFeatures } from '../features/extract.js';
 import { makeSchedule } from '../train/schedule.js';
 import { dataError, usageError } from '../util/errors.js';
 import { sha256 } from '../util/hash.js';
 import { silentReporter, type Reporter } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
-import type { Box } from './boxes.js';
 import { builtinCenterNet, CENTERNET_INPUT_SIZE, CENTERNET_STRIDE, decodeCenterNet } from './centernet.js';
 import { CENTERNET_HEAD, retargetClasses } from './centernet-head.js';
 import { centerNetLoss, FOCAL_BETA, LOSS_INPUTS, SIDES_WEIGHT } from './centernet-loss.js';
 import { batchTargets, drawTargets } from './centernet-targets.js';
 import { evaluateDetections, type DetectionMetrics, type EvaluatedImage } from './coco-eval.js';
 import type { DetectionDataset, DetectionItem } from './detection-dataset.js';
-import { prepareDetectorInput } from './detector-input.js';
+import { detectorViews, trainingView, viewBoxes, viewPixels } from './detector-views.js';
 
 export interface DetectorTrainOptions {
   /** Epochs (early stopping may end sooner). Default 10. */
@@ -46,8 +46,10 @@ export interface DetectorTrainOptions {
   batchSize?: number;
   /** Body blocks trained beside the two branches (0: the branches only). Default 0. */
   unfreeze?: number;
-  /** Augmented views per training image (flip + colour jitter), cached like features. Default 1. */
+  /** Augmented views per training image (scale and crop, flip, colour jitter), cached like features. Default 1. */
   augment?: number;
+  /** The augmented views randomly scale and crop (boxes clipped); false: flip and colour jitter only. Default true. */
+  scaleCrop?: boolean;
   /** Stop after this many epochs without a better validation mAP50 (0: never). Default 4. */
   patience?: number;
   weightDecay?: number;
@@ -55,7 +57,7 @@ export interface DetectorTrainOptions {
   freshClasses?: boolean;
 }
 
-export const DETECTOR_TRAIN_DEFAULTS = { epochs: 10, lr: 1e-2, batchSize: 4, unfreeze: 0, augment: 1, patience: 4, weightDecay: 1e-4 };
+export const DETECTOR_TRAIN_DEFAULTS = { epochs: 10, lr: 1e-2, batchSize: 4, unfreeze: 0, augment: 1, scaleCrop: true, patience: 4, weightDecay: 1e-4 };
 
 export interface DetectorTrainSettings {
   cacheDir: string;
@@ -112,50 +114,17 @@ function resolve(options: DetectorTrainOptions) {
     batchSize: int('batchSize', options.batchSize ?? d.batchSize, 1),
     unfreeze: int('unfreeze', options.unfreeze ?? d.unfreeze, 0),
     augment: int('augment', options.augment ?? d.augment, 0),
+    scaleCrop: options.scaleCrop ?? d.scaleCrop,
     patience: int('patience', options.patience ?? d.patience, 0),
     weightDecay: options.weightDecay ?? d.weightDecay,
     freshClasses: options.freshClasses ?? false,
   };
 }
 
-/** A view's augmentation, from its seed alone, so pixels and boxes are transformed alike. */
-export function viewAugmentation(seed: number): { flip: boolean; brightness: number; contrast: number; saturation: number } {
-  const rng = new Rng(seed);
-  return { flip: rng.next() < 0.5, brightness: rng.uniform(-25, 25), contrast: rng.uniform(0.75, 1.25), saturation: rng.uniform(0.7, 1.3) };
-}
-
-/** Boxes of an item in the input frame (512×512 stretched), flipped when the view is. */
-export function inputBoxes(item: DetectionItem, flip: boolean): { label: number; box: Box }[] {
-  const sx = CENTERNET_INPUT_SIZE / item.width;
-  const sy = CENTERNET_INPUT_SIZE / item.height;
-  return item.boxes
-    .filter((b) => !b.crowd)
-    .map(({ label, box: [x1, y1, x2, y2] }) => ({ label, box: (flip ? [CENTERNET_INPUT_SIZE - x2 * sx, y1 * sy, CENTERNET_INPUT_SIZE - x1 * sx, y2 * sy] : [x1 * sx, y1 * sy, x2 * sx, y2 * sy]) as Box }));
-}
-
-/** Flip and colour jitter of HWC uint8 pixels (size × size), as float32 in 0–255. */
-function augmentPixels(pixels: Uint8Array, size: number, view: ReturnType<typeof viewAugmentation>): Float32Array {
-  const out = new Float32Array(pixels.length);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const from = (y * size + (view.flip ? size - 1 - x : x)) * 3;
-      const to = (y * size + x) * 3;
-      const r = pixels[from]!;
-      const g = pixels[from + 1]!;
-      const b = pixels[from + 2]!;
-      const grey = 0.299 * r + 0.587 * g + 0.114 * b;
-      for (let c = 0; c < 3; c++) {
-        const saturated = grey + (pixels[from + c]! - grey) * view.saturation;
-        out[to + c] = Math.min(255, Math.max(0, (saturated - 128) * view.contrast + 128 + view.brightness));
-      }
-    }
-  }
-  return out;
-}
-
 /** The frozen prefix as a `Backbone`, so extraction batches, overlaps decoding and caches its output. */
 class FrozenPrefix implements Backbone<Uint8Array, Float32Array> {
   readonly batchSize = 4;
+  // Flip and jitter as first written; scale and crop are keyed by the views' settings (`detector-views.ts`).
   readonly preprocessing = { kind: 'detector-input', size: CENTERNET_INPUT_SIZE, resize: 'stretch', augmentation: 'flip + colour jitter v1' };
   constructor(
     readonly reference: BackboneReference,
@@ -165,8 +134,7 @@ class FrozenPrefix implements Backbone<Uint8Array, Float32Array> {
   ) {}
 
   async prepare(input: Uint8Array, view?: AugmentationView): Promise<Float32Array> {
-    const { pixels } = await prepareDetectorInput(input, CENTERNET_INPUT_SIZE);
-    return view ? augmentPixels(pixels, CENTERNET_INPUT_SIZE, viewAugmentation(view.seed)) : Float32Array.from(pixels);
+    return viewPixels(input, view);
   }
 
   async forward(batch: Float32Array[]): Promise<Float32Array> {
@@ -248,7 +216,7 @@ export async function trainCenterNet(data: DetectionDataset, options: DetectorTr
     });
     session = await TrainingSession.create(training, (name) => partition.suffix.floatInitializer(name)!, builtin.origin, settings.threads);
     const cache = settings.cache === false ? undefined : FeatureCache.forBackbone(settings.cacheDir, prefix);
-    const views = resolved.augment > 0 ? { count: resolved.augment, seed } : undefined;
+    const views = detectorViews(resolved.augment, seed, resolved.scaleCrop);
     const viewsPerItem = 1 + resolved.augment;
 
     // Content keys give each view's seed, so boxes follow the pixels of a cached view.
@@ -329,8 +297,7 @@ export async function trainCenterNet(data: DetectionDataset, options: DetectorTr
         const targets = indices.map((i, k) => {
           const r = view === 0 ? k : extracted.itemOfRow.findIndex((item, j) => item === k && extracted.viewOfRow[j] === view);
           rows.set((extracted.features as Float32Array).subarray(r * row, (r + 1) * row), k * row);
-          const flip = view > 0 && viewAugmentation(seedOf(contentKeys[i]!, seed, view)).flip;
-          return drawTargets(inputBoxes(data.train[i]!, flip), classes, GRID, CENTERNET_STRIDE);
+          return drawTargets(viewBoxes(data.train[i]!, trainingView(contentKeys[i]!, views, view)), classes, GRID, CENTERNET_STRIDE);
         });
         const t = batchTargets(targets, classes, GRID, CENTERNET_STRIDE, { beta: FOCAL_BETA, sidesWeight: SIDES_WEIGHT });
         const n = items.length;
