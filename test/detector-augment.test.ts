@@ -1,3 +1,5 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import type { AugmentationView, Backbone } from '../src/backbones/backbone.js';
@@ -7,6 +9,8 @@ import { PLACEMENT_PAD } from '../src/detector/detector-input.js';
 import { detectorViews, placeBoxes, SCALE_CROP, trainingView, viewAugmentation, viewBoxes, viewPixels } from '../src/detector/detector-views.js';
 import { extractFeatures, viewKeys } from '../src/features/extract.js';
 import { sha256 } from '../src/util/hash.js';
+import { runCli } from './helpers/cli.js';
+import { makeColourFolder, tempDir } from './helpers/images.js';
 
 const SIZE = 512;
 // A 300×200 photo (as displayed): a yellow rectangle on green, near the top-left so zoomed-in views cut it. The
@@ -205,4 +209,16 @@ describe('detector views: random scale and crop, flip, colour jitter', () => {
     expect(seen).toHaveLength(images.length * 4);
     for (const { key, view } of seen) expect(view).toEqual(trainingView(key, views, view?.index ?? 0));
   });
+
+  it('refuses --scale-crop outside detection, naming the flag', async () => {
+    const dir = await tempDir('headstart-det-augment-');
+    try {
+      const data = await makeColourFolder(join(dir, 'colours'), 4);
+      const result = await runCli(['train', data, '--scale-crop', '--out', join(dir, 'model'), '--quiet']);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain('--scale-crop is for detection');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

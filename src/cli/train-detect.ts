@@ -15,6 +15,7 @@ export interface DetectTrainOptions extends GlobalOptions {
   weightDecay?: number;
   patience?: number;
   augment?: number;
+  scaleCrop?: boolean;
   valFraction?: number;
   seed?: number;
   cache?: boolean;
@@ -31,7 +32,7 @@ export async function trainDetect(data: string, options: DetectTrainOptions, rep
     {
       epochs: options.epochs, lr: options.lr, batchSize: options.batchSize, weightDecay: options.weightDecay, patience: options.patience,
       // --augment defaults to 0 for classifiers; detection's default (1 view) applies unless given.
-      augment: options.augment || undefined, unfreeze: options.unfreeze, validationFraction: options.valFraction, seed: options.seed,
+      augment: options.augment || undefined, scaleCrop: options.scaleCrop, unfreeze: options.unfreeze, validationFraction: options.valFraction, seed: options.seed,
     },
     { cacheDir: cacheDirOf(options), cache: options.cache, seed: options.seed, reporter },
   );

@@ -49,6 +49,7 @@ interface TrainCommandOptions extends GenerateTrainOptions, QueueCliOptions {
   k?: number;
   classWeights?: 'balanced' | 'none';
   augment: number;
+  scaleCrop?: boolean;
   valFraction?: number;
   seed: number;
   out: string;
@@ -105,6 +106,7 @@ export function trainCommand(): Command {
       .option('--k <n>', 'neighbours for the knn head', integer('--k', 1))
       .addOption(new Option('--class-weights <mode>', 'weight classes to counter imbalance').choices(['balanced', 'none']))
       .option('--augment <n>', 'augmented views per training input (images: random crop, flip, colour jitter; audio: time shift, gain, noise)', integer('--augment'), 0)
+      .option('--scale-crop', 'detection: the augmented views also randomly scale (0.6–1.4) and crop, boxes clipped')
       .option('--val-fraction <f>', 'share of each class held out when no validation folder exists', fraction('--val-fraction'))
       .option('--seed <n>', 'seed for the split, initialisation and augmentation', integer('--seed'), 0)
       .option('--feature-output <name>', 'graph output / layer / node to take features from')
@@ -137,6 +139,7 @@ export function trainCommand(): Command {
       if (options.shots !== undefined || options.queue) throw usageError(`${options.shots !== undefined ? '--shots' : '--queue'} is not available for detection: detection trains on the whole layout it is given`);
       return trainDetect(data, { ...options, augment: options.augment, unfreeze: options.unfreeze as number | undefined }, reporter);
     }
+    if (options.scaleCrop) throw usageError('--scale-crop is for detection; image classifiers\' views already take random crops');
     const task = options.task ?? (await inferTask(data));
     const datasetOptions = { textColumn: options.textColumn, labelColumn: options.labelColumn, validation: options.valData, test: options.testData, testFraction: options.testFraction };
     const backboneOptions = { featureOutput: options.featureOutput, dtype: options.dtype, hub: hubOptionsOf(options) };
