@@ -57,7 +57,7 @@ export interface DetectorTrainOptions {
   freshClasses?: boolean;
 }
 
-// augment 1 and scale/crop off: on the generated ant/bee set, 2 views or scale/crop moved mAP50 by ≤ 1.7 points either way over 4 seeds (bench/detect-augment.ts).
+// augment 1, scale/crop off: on the generated ant/bee set 2 views or scale/crop moved mAP50 ≤ 1.7 points either way (seeds 0–3, 10 and 20 epochs; bench/detect-augment.ts).
 export const DETECTOR_TRAIN_DEFAULTS = { epochs: 10, lr: 1e-2, batchSize: 4, unfreeze: 0, augment: 1, scaleCrop: false, patience: 4, weightDecay: 1e-4 };
 
 export interface DetectorTrainSettings {
