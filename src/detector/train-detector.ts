@@ -46,7 +46,7 @@ export interface DetectorTrainOptions {
   batchSize?: number;
   /** Body blocks trained beside the two branches (0: the branches only). Default 0. */
   unfreeze?: number;
-  /** Augmented views per training image (scale and crop, flip, colour jitter), cached like features. Default 1. */
+  /** Augmented views per training image (flip, colour jitter; with `scaleCrop` also scale and crop), cached like features. Default 1. */
   augment?: number;
   /** The augmented views also randomly scale and crop (boxes clipped, `detector-views.ts`); false: flip and colour jitter only. Default false. */
   scaleCrop?: boolean;
@@ -57,7 +57,8 @@ export interface DetectorTrainOptions {
   freshClasses?: boolean;
 }
 
-// augment 1, scale/crop off: on the generated ant/bee set 2 views or scale/crop moved mAP50 ≤ 1.7 points either way (seeds 0–3, 10 and 20 epochs; bench/detect-augment.ts).
+// augment 1, scale/crop off: on the generated ant/bee set (bench/detect-augment.ts, seeds 0–3, 10 epochs) scale/crop moved mean mAP50 by +0.1
+// (1 view) and +0.2 points (2 views), a second view by +0.1: within seed noise (±1.7 per seed), so not worth a second view's extraction time.
 export const DETECTOR_TRAIN_DEFAULTS = { epochs: 10, lr: 1e-2, batchSize: 4, unfreeze: 0, augment: 1, scaleCrop: false, patience: 4, weightDecay: 1e-4 };
 
 export interface DetectorTrainSettings {
