@@ -95,6 +95,23 @@ const CASES: Record<string, Case> = {
   'AveragePool (count_include_pad 0, pads)': f32Linear([{ dims: [2, 3, 5, 6] }], node('AveragePool', { kernel_shape: attr.ints([3, 2]), strides: attr.ints([2, 2]), pads: attr.ints([1, 0, 1, 1]) })),
   'AveragePool (count_include_pad 1)': f32Linear([{ dims: [2, 2, 6, 6] }], node('AveragePool', { kernel_shape: attr.ints([3, 3]), strides: attr.ints([1, 2]), pads: attr.ints([1, 1, 1, 1]), count_include_pad: attr.int(1) })),
   GlobalAveragePool: f32Linear([{ dims: [2, 3, 4, 5] }], node('GlobalAveragePool')),
+  // Resize is linear in x; the forward the differences run is onnxruntime's own, so the matrices are checked against its kernel.
+  ...Object.fromEntries(
+    (
+      [
+        ['linear', 'half_pixel', [1, 1, 2, 2], [2, 3, 4, 5]],
+        ['linear', 'asymmetric', [1, 1, 2, 3], [2, 2, 3, 4]],
+        ['linear', 'align_corners', [1, 1, 2.5, 1.5], [1, 2, 4, 4]],
+        ['linear', 'pytorch_half_pixel', [1, 1, 0.5, 2], [1, 2, 6, 3]],
+        ['nearest', 'asymmetric', [1, 1, 2, 2], [2, 2, 3, 3]],
+        ['nearest', 'half_pixel', [1, 1, 3, 1.5], [1, 2, 3, 4]],
+      ] as const
+    ).map(([mode, transform, scales, dims]) => [
+      `Resize (${mode}, ${transform}, scales ${scales.join('×')})`,
+      f32Linear([{ dims: [...dims] }], (g, [x]) =>
+        g.addNode('Resize', [x!, '', g.addFloatInitializer('scales', [4], Float32Array.from(scales))], { mode: attr.string(mode), coordinate_transformation_mode: attr.string(transform) })),
+    ]),
+  ),
   'BatchNormalization (inference; x, γ, β, μ, σ²)': f64(
     [{ dims: [2, 3, 4, 2] }, { dims: [3] }, { dims: [3] }, { dims: [3] }, { dims: [3], values: positive }],
     node('BatchNormalization', { epsilon: attr.float(1e-3) }),

@@ -13,6 +13,7 @@ import { LINEAR_RULES } from './rules/linear.js';
 import { NORMALIZATION_RULES } from './rules/normalization.js';
 import { POOL_RULES } from './rules/pool.js';
 import { REDUCE_RULES } from './rules/reduce.js';
+import { RESIZE_RULES } from './rules/resize.js';
 import { SHAPE_RULES } from './rules/shape.js';
 import type { TensorInfoMap } from './tensor-info.js';
 
@@ -22,6 +23,7 @@ export const GRADIENT_RULES: Readonly<Record<string, GradientRule>> = {
   ...REDUCE_RULES,
   ...LINEAR_RULES,
   ...POOL_RULES,
+  ...RESIZE_RULES,
   ...NORMALIZATION_RULES,
 };
 
