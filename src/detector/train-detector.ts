@@ -31,6 +31,8 @@ import { silentReporter, type Reporter } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import { builtinCenterNet, CENTERNET_INPUT_SIZE, CENTERNET_STRIDE, decodeCenterNet } from './centernet.js';
 import { CENTERNET_HEAD, retargetClasses } from './centernet-head.js';
+import { convParameters, normaliseConvOutputs, reinitialiseConvs } from './centernet-scratch.js';
+import { prepareDetectorInput } from './detector-input.js';
 import { centerNetLoss, FOCAL_BETA, LOSS_INPUTS, SIDES_WEIGHT } from './centernet-loss.js';
 import { batchTargets, drawTargets } from './centernet-targets.js';
 import { evaluateDetections, type DetectionMetrics, type EvaluatedImage } from './coco-eval.js';
@@ -55,6 +57,11 @@ export interface DetectorTrainOptions {
   weightDecay?: number;
   /** Every class branch row from a fresh start, ignoring COCO name matches (the renamed-head baseline keeps them). */
   freshClasses?: boolean;
+  /**
+   * The same architecture from random initialisation (`centernet-scratch.ts`), every weight trained,
+   * decaying towards zero: the from-scratch side of `compare --task detect`. Trains the whole network.
+   */
+  fromScratch?: boolean;
 }
 
 // augment 1, scale/crop off: on the generated ant/bee set (bench/detect-augment.ts, seeds 0–3, 10 epochs) scale/crop moved mean mAP50 by +0.1
@@ -88,7 +95,7 @@ export interface DetectorTrainResult {
   baseSha256: string;
   validation: DetectionMetrics;
   record: {
-    options: Required<Omit<DetectorTrainOptions, 'freshClasses'>> & { freshClasses: boolean };
+    options: Required<Omit<DetectorTrainOptions, 'freshClasses' | 'fromScratch'>> & { freshClasses: boolean; fromScratch: boolean };
     initialisedFrom: (string | null)[];
     trainedWeights: number;
     trainedValues: number;
@@ -120,17 +127,22 @@ function resolve(options: DetectorTrainOptions) {
     patience: int('patience', options.patience ?? d.patience, 0),
     weightDecay: options.weightDecay ?? d.weightDecay,
     freshClasses: options.freshClasses ?? false,
+    fromScratch: options.fromScratch ?? false,
   };
 }
 
-/** The frozen prefix as a `Backbone`, so extraction batches, overlaps decoding and caches its output. */
+/**
+ * The frozen prefix as a `Backbone`, so extraction batches, overlaps decoding and caches its output.
+ * Without a session nothing is frozen (the whole network trains): its "features" are the prepared
+ * 512×512 input itself, views included, which the step graph takes directly.
+ */
 class FrozenPrefix implements Backbone<Uint8Array, Float32Array> {
   readonly batchSize = 4;
   // Flip and jitter as first written; scale and crop are keyed by the views' settings (`detector-views.ts`).
   readonly preprocessing = { kind: 'detector-input', size: CENTERNET_INPUT_SIZE, resize: 'stretch', augmentation: 'flip + colour jitter v1' };
   constructor(
     readonly reference: BackboneReference,
-    private readonly session: ort.InferenceSession,
+    private readonly session: ort.InferenceSession | undefined,
     private readonly inputName: string,
     private readonly outputs: string[],
   ) {}
@@ -140,6 +152,7 @@ class FrozenPrefix implements Backbone<Uint8Array, Float32Array> {
   }
 
   async forward(batch: Float32Array[]): Promise<Float32Array> {
+    if (!this.session) return stack(batch);
     const size = CENTERNET_INPUT_SIZE;
     const result = await this.session.run({ [this.inputName]: new ort.Tensor('float32', stack(batch), [batch.length, size, size, 3]) });
     if (this.outputs.length === 1) return result[this.outputs[0]!]!.data as Float32Array;
@@ -158,11 +171,13 @@ class FrozenPrefix implements Backbone<Uint8Array, Float32Array> {
   }
 
   async dispose(): Promise<void> {
-    await this.session.release();
+    await this.session?.release();
   }
 }
 
 const GRID = CENTERNET_INPUT_SIZE / CENTERNET_STRIDE;
+/** Training images the from-scratch initialisation measures its Conv outputs on. */
+const SCRATCH_INIT_IMAGES = 2;
 
 export async function trainCenterNet(data: DetectionDataset, options: DetectorTrainOptions, settings: DetectorTrainSettings): Promise<DetectorTrainResult> {
   const reporter = settings.reporter ?? silentReporter;
@@ -172,23 +187,36 @@ export async function trainCenterNet(data: DetectionDataset, options: DetectorTr
   if (classes === 0) throw dataError('the dataset has no classes', data.origin);
   if (data.train.length === 0) throw dataError('no training images', data.origin);
   if (data.validation.length === 0) throw dataError('no validation images', data.origin);
+  if (resolved.fromScratch && resolved.unfreeze > 0) throw usageError('fromScratch trains every weight; unfreeze does not apply');
   const cutStarted = performance.now();
 
   const builtin = await builtinCenterNet({ cacheDir: settings.cacheDir, reporter });
   const graph = decodeModel(await readFile(builtin.model), builtin.origin);
-  const { initialisedFrom } = retargetClasses(graph, data.classes, seed, builtin.origin, { scratch: resolved.freshClasses });
+  const { initialisedFrom } = retargetClasses(graph, data.classes, seed, builtin.origin, { scratch: resolved.freshClasses || resolved.fromScratch });
+  if (resolved.fromScratch) {
+    reinitialiseConvs(graph, seed, builtin.origin);
+    // LSUV's rescaling, measured on the first training images (the same ones for a given draw, so seeded runs repeat).
+    const sample = data.train.slice(0, SCRATCH_INIT_IMAGES);
+    const pixels = new Float32Array(sample.length * CENTERNET_INPUT_SIZE * CENTERNET_INPUT_SIZE * 3);
+    for (const [i, item] of sample.entries()) pixels.set((await prepareDetectorInput(await item.load(), CENTERNET_INPUT_SIZE, item.source)).pixels, i * CENTERNET_INPUT_SIZE * CENTERNET_INPUT_SIZE * 3);
+    await normaliseConvOutputs(graph, { inputName: builtin.inputName, pixels, dims: [sample.length, CENTERNET_INPUT_SIZE, CENTERNET_INPUT_SIZE, 3] }, builtin.origin);
+  }
   const full = encodeModel(graph, 'centernet', `builtin:centernet retargeted to ${classes} classes`, { producer: 'headstart detect' });
   // Training reads the class logits (before the sigmoid) and the sides, both NCHW; one Concat gives the partition a single output.
   const maps = graph.addNode('Concat', [CENTERNET_HEAD.classLogits, CENTERNET_HEAD.sides], { axis: { kind: 'int', value: 1 } }, 'detector/train_maps');
   graph.outputs = [{ name: maps, shape: [-1, classes + 4, GRID, GRID] }];
   const model = await readTrainableModel(encodeModel(graph, 'centernet-train', '', { producer: 'headstart detect' }), builtin.origin);
 
-  const bodyWeights = resolved.unfreeze > 0 ? weightsOfTopBlocks(findBlocks(model, CENTERNET_HEAD.features), resolved.unfreeze) : [];
+  const bodyWeights = resolved.fromScratch ? convParameters(model.graph) : resolved.unfreeze > 0 ? weightsOfTopBlocks(findBlocks(model, CENTERNET_HEAD.features), resolved.unfreeze) : [];
   const weights = [...new Set([...bodyWeights, ...CENTERNET_HEAD.branchWeights])];
   const partition = partitionModel(model, maps, weights);
-  if (!partition.prefix) throw usageError('unfreeze reaches the input: nothing frozen is left to cache; use fewer blocks');
+  // Nothing frozen worth caching (from scratch, or unfreeze reaching the input; at most the input's NHWC → NCHW
+  // Transpose is left): the whole network trains on the prepared input, uncached.
+  const wholeNetwork = !partition.prefix || convParameters(partition.prefix).length === 0;
   partition.suffix.nodes.splice(0, partition.suffix.nodes.length, ...partition.suffix.nodes.filter((node) => !node.outputs.includes(maps)));
-  const prefixSession = await createSession(encodeModel(partition.prefix, 'frozen prefix', '', { producer: 'headstart detect' }), `${builtin.origin} (frozen prefix)`, settings.threads);
+  const prefixSession = partition.prefix
+    ? await createSession(encodeModel(partition.prefix, 'frozen prefix', '', { producer: 'headstart detect' }), `${builtin.origin} (frozen prefix)`, settings.threads)
+    : undefined;
   const frontierSizes = partition.frontier.map((t) => elementCount(t.dims));
   const prefix = new FrozenPrefix(
     {
@@ -200,7 +228,7 @@ export async function trainCenterNet(data: DetectionDataset, options: DetectorTr
     },
     prefixSession,
     model.graph.inputs[0]!.name,
-    partition.prefix.outputs.map((o) => o.name),
+    partition.prefix?.outputs.map((o) => o.name) ?? [],
   );
 
   let session: TrainingSession | undefined;
@@ -212,12 +240,14 @@ export async function trainCenterNet(data: DetectionDataset, options: DetectorTr
       extraOutputs: [CENTERNET_HEAD.sides],
       loss: centerNetLoss(CENTERNET_HEAD.classLogits, CENTERNET_HEAD.sides, classes, GRID),
       params: weights.map((name) => ({ name })),
-      optimizer: { kind: 'adamw', weightDecay: resolved.weightDecay, decayTowards: 'initial' },
+      // Decaying towards a random draw would be no prior at all: from scratch decays towards zero.
+      optimizer: { kind: 'adamw', weightDecay: resolved.weightDecay, decayTowards: resolved.fromScratch ? 'zero' : 'initial' },
       clipGradNorm: 10,
       origin: builtin.origin,
     });
     session = await TrainingSession.create(training, (name) => partition.suffix.floatInitializer(name)!, builtin.origin, settings.threads);
-    const cache = settings.cache === false ? undefined : FeatureCache.forBackbone(settings.cacheDir, prefix);
+    // The whole network's "frontier" is the input: caching decoded pixels would save little and take 3 MB a view.
+    const cache = settings.cache === false || wholeNetwork ? undefined : FeatureCache.forBackbone(settings.cacheDir, prefix);
     const views = detectorViews(resolved.augment, seed, resolved.scaleCrop);
     const viewsPerItem = 1 + resolved.augment;
 
