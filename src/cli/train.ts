@@ -136,7 +136,7 @@ export function trainCommand(): Command {
     if (options.task === 'generate') return trainGenerate(data, options, reporter);
     // A detection export (COCO / Roboflow, YOLO, VOC) is guessed from its layout, before class folders are.
     if (options.task === 'detect' || (!options.task && (await detectionFormatOf(data)))) {
-      if (options.shots !== undefined || options.queue) throw usageError(`${options.shots !== undefined ? '--shots' : '--queue'} is not available for detection: detection trains on the whole layout it is given`);
+      if (options.shots !== undefined || options.queue) throw usageError(`${options.shots !== undefined ? '--shots' : '--queue'} is not available for detection: detection trains on the whole layout it is given; headstart compare --task detect measures it on shares of the training images`);
       return trainDetect(data, { ...options, augment: options.augment, unfreeze: options.unfreeze as number | undefined }, reporter);
     }
     if (options.scaleCrop) throw usageError('--scale-crop is for detection; image classifiers\' views already take random crops');

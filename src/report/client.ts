@@ -482,3 +482,51 @@ export const COMPARE_SCRIPT = String.raw`
   config.appendChild(keyValues(data.settings));
 })();
 `;
+
+/** The detection compare page: validation mAP50 of both contenders against the share of training images, and the table. */
+export const DETECTION_COMPARE_SCRIPT = String.raw`
+(function () {
+  var data = REPORT;
+  var charts = window.headstartReport.charts;
+  var palette = ['#2563eb', '#f97316'];
+  var sizes = data.sizes.map(function (s) { return s.percent + ' % (' + s.images + ')'; });
+  var b = data.budget;
+
+  var summary = section('summary', 'The head start, measured');
+  var cards = h('div', { class: 'cards' });
+  summary.appendChild(cards);
+  data.contenders.forEach(function (c) {
+    var last = c.points[c.points.length - 1];
+    cards.appendChild(card(c.name, pct(last.mAP50), 'mAP50 with ' + last.images + ' training images'));
+  });
+  summary.appendChild(h('p', { class: 'note', text: 'mAP50 on ' + data.evaluation.n + ' validation images. Both contenders train on the same seeded draw at each size (seed ' + data.seed + ') with the same budget: ' + b.epochs + ' epochs, batch ' + b.batchSize + ', ' + b.augment + ' augmented view(s) per image, learning rate ' + b.lr + ', no early stopping; the epoch with the best validation mAP50 is kept for both.' }));
+
+  var curve = section('curve', 'Learning curve');
+  var box = chartBox('validation mAP50 against training images', true);
+  curve.appendChild(box.box);
+  charts.learningCurve = new Chart(box.canvas, {
+    type: 'line',
+    data: { labels: sizes, datasets: data.contenders.map(function (c, i) {
+      return { label: c.name, data: c.points.map(function (p) { return p.mAP50; }), borderColor: palette[i], backgroundColor: palette[i], borderWidth: 2.5, pointRadius: 4 };
+    }) },
+    options: {
+      interaction: { mode: 'index', intersect: false },
+      scales: {
+        x: { title: { display: true, text: 'share of the training images (images)' } },
+        y: { min: 0, max: 1, title: { display: true, text: 'mAP50 on validation images' } },
+      },
+    },
+  });
+
+  var results = section('table', 'Results');
+  var headers = ['training images'].concat(data.contenders.map(function (c) { return c.name + ' mAP50'; })).concat(data.contenders.map(function (c) { return c.name + ' time'; }));
+  var rows = data.sizes.map(function (s, i) {
+    return [sizes[i]].concat(data.contenders.map(function (c) { return num(c.points[i].mAP50); })).concat(data.contenders.map(function (c) { return seconds(c.points[i].seconds); }));
+  });
+  results.appendChild(table(headers, rows));
+  results.appendChild(h('h3', { text: 'Contenders' }));
+  results.appendChild(table(['contender', 'what trains'], data.contenders.map(function (c) { return [c.name, c.description]; }), 'contenders'));
+  var config = section('config', 'Configuration');
+  config.appendChild(keyValues(data.settings));
+})();
+`;
